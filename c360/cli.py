@@ -1,0 +1,177 @@
+"""`c360`: the platform's command line.
+
+    c360 up [--demo]         start everything (embedded PostgreSQL and broker unless configured)
+    c360 migrate             run every service's migrations against DATABASE_URL
+    c360 topics              create every topic of the contract and its .dlq
+    c360 token --role ROLE   print a bearer token for local use
+    c360 demo                stream the small synthetic bank into a running platform
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+from runtime.logging import configure_logging
+from runtime.settings import RuntimeSettings
+
+log = logging.getLogger("c360")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="c360", description="Customer 360 platform for retail banks.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="start the whole platform")
+    up.add_argument("--demo", action="store_true", help="also stream a small synthetic bank in")
+    up.add_argument("--customers", type=int, default=3000, help="size of the demo bank")
+
+    commands.add_parser("migrate", help="run all migrations against DATABASE_URL")
+    commands.add_parser("topics", help="create all topics on KAFKA_BOOTSTRAP_SERVERS")
+
+    token = commands.add_parser("token", help="print a bearer token for local use")
+    token.add_argument("--role", required=True, choices=["rm", "supervisor", "analyst", "admin", "service"])
+    token.add_argument("--rm-id", dest="rm_id")
+    token.add_argument("--branch-id", dest="branch_id")
+    token.add_argument("--subject", default=None, help="the token's `sub` (default: local-<role>)")
+
+    demo = commands.add_parser("demo", help="stream the small synthetic bank to KAFKA_BOOTSTRAP_SERVERS")
+    demo.add_argument("--customers", type=int, default=3000)
+    demo.add_argument("--seed", type=int, default=7)
+
+    args = parser.parse_args(argv)
+    settings = RuntimeSettings()
+    configure_logging("c360", level="WARNING", fmt="text")
+
+    if args.command == "token":
+        return _token(args)
+    if args.command == "migrate":
+        from c360.platform import migrate_all
+
+        migrate_all(_require(settings.database_url, "DATABASE_URL"))
+        print("migrations are at head")
+        return 0
+    if args.command == "topics":
+        from c360.platform import create_topics
+
+        created = create_topics(settings.kafka_bootstrap_servers, settings.topic_partitions)
+        print(f"created {len(created)} topics")
+        return 0
+    if args.command == "demo":
+        from c360.demo import stream_demo_bank
+
+        count = asyncio.run(stream_demo_bank(settings.kafka_bootstrap_servers, args.customers, args.seed))
+        print(f"produced {count} events")
+        return 0
+    return _up(settings, demo=args.demo, customers=args.customers)
+
+
+def _require(value: str, name: str) -> str:
+    if not value:
+        raise SystemExit(f"{name} is not set")
+    return value
+
+
+def _token(args: argparse.Namespace) -> int:
+    from services.gateway.auth import Role, issue_token
+    from services.gateway.settings import GatewaySettings
+
+    if args.role == "rm" and not args.rm_id:
+        raise SystemExit("--rm-id is required for the rm role")
+    if args.role == "supervisor" and not args.branch_id:
+        raise SystemExit("--branch-id is required for the supervisor role")
+    settings = GatewaySettings()
+    print(
+        issue_token(
+            settings.resolved_jwt_secret(),
+            subject=args.subject or f"local-{args.role}",
+            role=Role(args.role),
+            now=datetime.now(UTC),
+            ttl=timedelta(minutes=settings.gateway.token_ttl_minutes),
+            rm_id=args.rm_id,
+            branch_id=args.branch_id,
+        )
+    )
+    return 0
+
+
+def _up(settings: RuntimeSettings, *, demo: bool, customers: int) -> int:
+    from c360.embedded import EmbeddedBroker, EmbeddedPostgres
+    from c360.platform import ServiceProcesses, create_topics, default_ports, migrate_all, service_env
+
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    postgres: EmbeddedPostgres | None = None
+    broker: EmbeddedBroker | None = None
+    services: ServiceProcesses | None = None
+    stopping = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        database_url = settings.database_url
+        if not database_url:
+            postgres = EmbeddedPostgres(data_dir / "pgdata")
+            database_url = postgres.start()
+            print(f"postgres    embedded, data in {postgres.pgdata}")
+        else:
+            print("postgres    from DATABASE_URL")
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if not bootstrap:
+            broker = EmbeddedBroker(int(os.environ.get("C360_BROKER_PORT", "9092")), data_dir / "tansu.log")
+            bootstrap = broker.start()
+            print(f"kafka       embedded Tansu (memory storage) on {bootstrap}")
+        else:
+            print(f"kafka       {bootstrap}")
+        migrate_all(database_url)
+        created = create_topics(bootstrap, settings.topic_partitions)
+        print(f"topics      {len(created)} created, {settings.topic_partitions} partitions each")
+        ports = default_ports()
+        env = service_env(dict(os.environ), database_url=database_url, bootstrap_servers=bootstrap, ports=ports)
+        env.setdefault("C360_DATA_DIR", str(data_dir))
+        services = ServiceProcesses(env, ports, log_dir=data_dir / "logs")
+        services.start()
+        services.wait_healthy(timeout_s=90)
+        for name, port in ports.items():
+            print(f"{name:<11} http://127.0.0.1:{port}   (docs at /docs, logs in {data_dir / 'logs' / name}.log)")
+        print("ready       try: curl -H \"Authorization: Bearer $(c360 token --role admin)\" "
+              f"http://127.0.0.1:{ports['gateway']}/v1/customers/by-ref/core-deposits/DEMO-000001")
+        if demo:
+            from c360.demo import stream_demo_bank
+
+            count = asyncio.run(stream_demo_bank(bootstrap, customers, seed=7))
+            print(f"demo        streamed {count} events for {customers} customers")
+        print("press Ctrl-C to stop")
+        while not stopping:
+            for name, process in list(services.processes.items()):
+                if process.poll() is not None:
+                    print(f"{name} exited with code {process.returncode}; stopping", file=sys.stderr)
+                    stopping = True
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stopping")
+        if services is not None:
+            services.stop()
+        if broker is not None:
+            broker.stop()
+        if postgres is not None:
+            postgres.stop()
+        print("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,331 @@
+"""The batch consumer loop every service uses.
+
+One poll yields a batch. Messages that fail contract validation go to `<topic>.dlq` with the
+original bytes and the reason in headers. The valid ones are handed to the service's handler
+in ONE database transaction, together with an idempotency record per `(source, id)`, so a
+re-delivered event has no second effect. Offsets are committed only after that transaction
+commits. A handler failure that is not transient is isolated by re-running the batch one event
+per transaction; only the event that still fails goes to the `.dlq`, so a poison message never
+stops a partition. Transient failures (database or broker away) are retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from pydantic import BaseModel
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from contracts import EVENT_TYPES, CloudEvent, InvalidEvent, ParsedEvent, build_event, dlq_topic, parse_event
+from runtime import metrics
+from runtime.clock import Clock
+from runtime.db import transaction
+from runtime.kafka import Headers, header
+from runtime.outbox import CORRELATION_HEADER, OutboxMessage, write_outbox
+from runtime.settings import ConsumerSettings
+from runtime.transient import Backoff, is_transient
+
+log = logging.getLogger(__name__)
+
+DLQ_REASON = "c360-dlq-reason"
+
+
+@dataclass(frozen=True)
+class ConsumedEvent:
+    """A valid event and where it came from."""
+
+    parsed: ParsedEvent
+    record: ConsumerRecord[bytes, bytes]
+
+    @property
+    def envelope(self) -> CloudEvent:
+        return self.parsed.envelope
+
+    @property
+    def data(self) -> BaseModel:
+        return self.parsed.data
+
+    @property
+    def type(self) -> str:
+        return self.parsed.envelope.type
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        return (self.parsed.envelope.source, self.parsed.envelope.id)
+
+    @property
+    def correlation_id(self) -> str:
+        """The id that follows this event through the platform (its own id at the edge)."""
+        return header(self.record.headers, CORRELATION_HEADER) or self.parsed.envelope.id
+
+
+@dataclass
+class BatchContext:
+    """What a handler gets: the batch's session, the clock, and a way to publish via the outbox."""
+
+    session: AsyncSession
+    clock: Clock
+    source: str
+    outbox: list[OutboxMessage] = field(default_factory=list)
+
+    def publish(
+        self,
+        data: BaseModel,
+        *,
+        type_: str | None = None,
+        cause: ConsumedEvent | None = None,
+        correlation_id: str | None = None,
+    ) -> CloudEvent:
+        """Queue an outbound event; it is written to the outbox in this batch's transaction."""
+        correlation = correlation_id or (cause.correlation_id if cause else None)
+        event = build_event(data, source=self.source, type_=type_, time=self.clock.now())
+        spec = EVENT_TYPES[event.type]
+        headers = {CORRELATION_HEADER: correlation} if correlation else {}
+        key = str(getattr(data, spec.key_field))
+        self.outbox.append(OutboxMessage(topic=spec.topic, key=key, event=event, headers=headers))
+        return event
+
+
+Handler = Callable[[BatchContext, Sequence[ConsumedEvent]], Awaitable[None]]
+
+
+class BatchConsumer:
+    """Consume `topics` in group `group_id` and apply batches with `handler`."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        topics: Sequence[str],
+        group_id: str,
+        bootstrap_servers: str,
+        sessions: async_sessionmaker[AsyncSession],
+        processed_table: Table,
+        outbox_table: Table,
+        handler: Handler,
+        producer: AIOKafkaProducer,
+        clock: Clock,
+        settings: ConsumerSettings,
+        on_committed: Callable[[], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.topics = list(topics)
+        self.group_id = group_id
+        self.bootstrap_servers = bootstrap_servers
+        self.sessions = sessions
+        self.processed_table = processed_table
+        self.outbox_table = outbox_table
+        self.handler = handler
+        self.producer = producer
+        self.clock = clock
+        self.settings = settings
+        self.on_committed = on_committed
+        self._consumer: AIOKafkaConsumer | None = None
+        self._stopping = False
+        self.healthy = False
+
+    def stop(self) -> None:
+        """Finish the batch in hand, commit it, and leave the group."""
+        self._stopping = True
+
+    async def run(self) -> None:
+        backoff = Backoff(self.settings.retry_initial_s, self.settings.retry_max_s)
+        while not self._stopping:
+            try:
+                await self._start_consumer()
+                backoff.reset()
+                await self._poll_loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.healthy = False
+                metrics.TRANSIENT_FAILURES.labels(component="consumer").inc()
+                log.warning("consumer.restarting", extra={"group": self.group_id, "error": repr(exc)})
+                await self._close_consumer()
+                await asyncio.sleep(backoff.next_delay())
+        await self._close_consumer()
+
+    async def _start_consumer(self) -> None:
+        if self._consumer is not None:
+            return
+        consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=self.group_id,
+            client_id=f"{self.name}-consumer",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.settings.max_batch,
+            session_timeout_ms=self.settings.session_timeout_ms,
+            heartbeat_interval_ms=min(3000, self.settings.session_timeout_ms // 3),
+        )
+        await consumer.start()
+        self._consumer = consumer
+        self.healthy = True
+        log.info("consumer.started", extra={"group": self.group_id, "topics": self.topics})
+
+    async def _close_consumer(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            try:
+                await consumer.stop()
+            except Exception as exc:
+                log.warning("consumer.stop_failed", extra={"group": self.group_id, "error": repr(exc)})
+
+    async def _poll_loop(self) -> None:
+        assert self._consumer is not None
+        while not self._stopping:
+            fetched = await self._consumer.getmany(
+                timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.max_batch
+            )
+            records = [r for part in fetched.values() for r in part]
+            if records:
+                await self.process(records)
+                await self._commit_offsets(records)
+
+    async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        """Validate, dead-letter the invalid, and apply the valid records of one batch."""
+        started = time.perf_counter()
+        metrics.BATCH_SIZE.labels(group=self.group_id).observe(len(records))
+        valid: list[ConsumedEvent] = []
+        invalid: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
+        for record in records:
+            try:
+                parsed = parse_event(record.value or b"", topic=record.topic)
+            except InvalidEvent as exc:
+                invalid.append((record, exc.reason))
+            else:
+                valid.append(ConsumedEvent(parsed, record))
+        for record, reason in invalid:
+            await self._dead_letter(record, reason)
+        if valid:
+            await self._apply_with_retry(valid)
+        metrics.BATCH_SECONDS.labels(group=self.group_id).observe(time.perf_counter() - started)
+
+    async def _apply_with_retry(self, events: Sequence[ConsumedEvent]) -> None:
+        backoff = Backoff(self.settings.retry_initial_s, self.settings.retry_max_s)
+        while True:
+            try:
+                await self._apply(events)
+                self.healthy = True
+                return
+            except Exception as exc:
+                if is_transient(exc):
+                    self.healthy = False
+                    metrics.TRANSIENT_FAILURES.labels(component="database").inc()
+                    delay = backoff.next_delay()
+                    log.warning(
+                        "consumer.retrying",
+                        extra={"group": self.group_id, "error": repr(exc), "delay_s": delay},
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                if len(events) == 1:
+                    log.exception(
+                        "consumer.event_failed",
+                        extra={"group": self.group_id, "event_id": events[0].envelope.id},
+                    )
+                    await self._dead_letter(events[0].record, f"handler failed: {type(exc).__name__}: {exc}")
+                    return
+                log.warning(
+                    "consumer.isolating_failure",
+                    extra={"group": self.group_id, "batch": len(events), "error": repr(exc)},
+                )
+                break
+        for event in events:
+            await self._apply_with_retry([event])
+
+    async def _apply(self, events: Sequence[ConsumedEvent]) -> None:
+        unique: dict[tuple[str, str], ConsumedEvent] = {}
+        for event in events:
+            unique.setdefault(event.identity, event)
+        async with transaction(self.sessions) as session:
+            fresh = await self._record_processed(session, list(unique))
+            new_events = [e for key, e in unique.items() if key in fresh]
+            duplicates = len(events) - len(new_events)
+            if duplicates:
+                metrics.EVENTS_DUPLICATE.labels(group=self.group_id).inc(duplicates)
+            if not new_events:
+                return
+            context = BatchContext(session=session, clock=self.clock, source=self.name)
+            await self.handler(context, new_events)
+            await write_outbox(session, self.outbox_table, context.outbox)
+        committed_at = datetime.now(UTC)
+        for event in new_events:
+            metrics.EVENTS_CONSUMED.labels(group=self.group_id, topic=event.record.topic, type=event.type).inc()
+            lag = (committed_at - event.envelope.time).total_seconds()
+            metrics.EVENT_LAG_SECONDS.labels(group=self.group_id, topic=event.record.topic).observe(max(lag, 0.0))
+        if context.outbox and self.on_committed is not None:
+            self.on_committed()
+
+    async def _record_processed(
+        self, session: AsyncSession, keys: list[tuple[str, str]]
+    ) -> set[tuple[str, str]]:
+        table = self.processed_table
+        fresh: set[tuple[str, str]] = set()
+        for start in range(0, len(keys), 5000):
+            chunk = keys[start : start + 5000]
+            result = await session.execute(
+                pg_insert(table)
+                .values([{"source": s, "event_id": i} for s, i in chunk])
+                .on_conflict_do_nothing()
+                .returning(table.c.source, table.c.event_id)
+            )
+            fresh.update((row.source, row.event_id) for row in result)
+        return fresh
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
+        """Send the original bytes to `<topic>.dlq`, retrying until the broker takes them."""
+        headers: Headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith("c360-dlq-")]
+        headers += [
+            (DLQ_REASON, reason[:1000].encode("utf-8", "replace")),
+            ("c360-dlq-topic", record.topic.encode()),
+            ("c360-dlq-partition", str(record.partition).encode()),
+            ("c360-dlq-offset", str(record.offset).encode()),
+            ("c360-dlq-group", self.group_id.encode()),
+            ("c360-dlq-at", datetime.now(UTC).isoformat().encode()),
+        ]
+        backoff = Backoff(self.settings.retry_initial_s, self.settings.retry_max_s)
+        while True:
+            try:
+                await self.producer.send_and_wait(
+                    dlq_topic(record.topic), value=record.value, key=record.key, headers=headers
+                )
+                break
+            except KafkaError as exc:
+                metrics.TRANSIENT_FAILURES.labels(component="dlq").inc()
+                log.warning("dlq.retrying", extra={"group": self.group_id, "error": repr(exc)})
+                await asyncio.sleep(backoff.next_delay())
+        metrics.EVENTS_DEAD_LETTERED.labels(group=self.group_id, topic=record.topic).inc()
+        log.warning(
+            "event.dead_lettered",
+            extra={
+                "group": self.group_id,
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "reason": reason[:300],
+            },
+        )
+
+    async def _commit_offsets(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        assert self._consumer is not None
+        offsets: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group rebalanced under us: the new owner re-reads these and skips them
+            # through the idempotency record.
+            log.warning("consumer.commit_skipped", extra={"group": self.group_id, "error": repr(exc)})

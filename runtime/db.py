@@ -1,0 +1,103 @@
+"""Database plumbing: the async engine, sessions, and the tables every service owns.
+
+Each service keeps its tables in its own PostgreSQL schema. Besides its own tables each one
+has an idempotency table (`processed_events`) and a transactional outbox (`outbox`), defined
+here once so no service copies them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+
+from runtime.settings import to_async_url
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def service_base(schema: str) -> type[DeclarativeBase]:
+    """A declarative base whose metadata lives in `schema` and already holds the runtime tables."""
+    metadata = MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
+    add_runtime_tables(metadata)
+
+    class Base(DeclarativeBase):
+        pass
+
+    Base.metadata = metadata
+    Base.__name__ = f"{schema.title()}Base"
+    return Base
+
+
+def add_runtime_tables(metadata: MetaData) -> None:
+    """Define `processed_events` and `outbox` in `metadata`."""
+    Table(
+        "processed_events",
+        metadata,
+        Column("source", Text, nullable=False),
+        Column("event_id", Text, nullable=False),
+        Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        PrimaryKeyConstraint("source", "event_id"),
+    )
+    Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("topic", Text, nullable=False),
+        Column("message_key", Text, nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("headers", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("published_at", DateTime(timezone=True), nullable=True),
+        Index("ix_outbox_pending", "id", postgresql_where=text("published_at IS NULL")),
+    )
+
+
+def runtime_table(metadata: MetaData, name: str) -> Table:
+    """Look up one of the runtime tables by its bare name."""
+    return metadata.tables[f"{metadata.schema}.{name}" if metadata.schema else name]
+
+
+def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """Build the async engine; call it in a lifespan, never at import time."""
+    return create_async_engine(
+        to_async_url(database_url),
+        pool_size=pool_size,
+        max_overflow=5,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that do not expire loaded objects on commit (they are read after it)."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+@asynccontextmanager
+async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """The one place a unit of work commits: commit on success, roll back on any error."""
+    async with sessions() as session, session.begin():
+        yield session

@@ -1,0 +1,164 @@
+"""Transactional outbox: events are written with the state change and published after commit.
+
+Writers add rows in the caller's transaction. The relay claims pending rows with
+`FOR UPDATE SKIP LOCKED` under a per-service advisory lock (so one relay at a time publishes
+and a customer's events keep their order), produces them, and marks them published in the
+same transaction. A crash between produce and mark re-publishes: downstream consumers are
+idempotent on `(source, id)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from contracts import CloudEvent
+from runtime import metrics
+from runtime.db import transaction
+from runtime.settings import OutboxSettings
+from runtime.transient import Backoff, is_transient
+
+log = logging.getLogger(__name__)
+
+CORRELATION_HEADER = "c360-correlation-id"
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """One event to publish once the transaction that wrote it commits."""
+
+    topic: str
+    key: str
+    event: CloudEvent
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+async def write_outbox(session: AsyncSession, table: Table, messages: Sequence[OutboxMessage]) -> None:
+    """Insert `messages` into the outbox inside the caller's transaction."""
+    if not messages:
+        return
+    await session.execute(
+        insert(table),
+        [
+            {
+                "topic": m.topic,
+                "message_key": m.key,
+                "payload": m.event.to_bytes(),
+                "headers": m.headers,
+            }
+            for m in messages
+        ],
+    )
+
+
+class OutboxRelay:
+    """Publishes pending outbox rows to Kafka; woken after commits, polling otherwise."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        sessions: async_sessionmaker[AsyncSession],
+        table: Table,
+        producer: AIOKafkaProducer,
+        settings: OutboxSettings,
+    ) -> None:
+        self.name = name
+        self.sessions = sessions
+        self.table = table
+        self.producer = producer
+        self.settings = settings
+        self.lock_key = zlib.crc32(f"c360-outbox:{table.fullname}".encode())
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.healthy = True
+        self._last_purge = datetime.min.replace(tzinfo=UTC)
+
+    def wake(self) -> None:
+        """Ask the relay to look for new rows now (called after a commit)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        backoff = Backoff(0.2, 10.0)
+        while not self._stopping:
+            try:
+                published = await self.publish_pending()
+                await self._purge_published()
+                self.healthy = True
+                backoff.reset()
+            except Exception as exc:
+                if not is_transient(exc):
+                    log.exception("outbox.publish_failed", extra={"relay": self.name})
+                else:
+                    log.warning("outbox.unavailable", extra={"relay": self.name, "error": repr(exc)})
+                metrics.TRANSIENT_FAILURES.labels(component="outbox").inc()
+                self.healthy = False
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            if published < self.settings.batch_size:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.settings.idle_poll_s)
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of pending rows; returns how many were published."""
+        t = self.table
+        async with transaction(self.sessions) as session:
+            if not await session.scalar(select(func.pg_try_advisory_xact_lock(self.lock_key))):
+                return 0
+            rows = (
+                await session.execute(
+                    select(t.c.id, t.c.topic, t.c.message_key, t.c.payload, t.c.headers, t.c.created_at)
+                    .where(t.c.published_at.is_(None))
+                    .order_by(t.c.id)
+                    .limit(self.settings.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                metrics.OUTBOX_BACKLOG.set(0)
+                return 0
+            deliveries = [
+                await self.producer.send(
+                    row.topic,
+                    value=row.payload,
+                    key=row.message_key.encode(),
+                    headers=[(k, str(v).encode()) for k, v in (row.headers or {}).items()],
+                )
+                for row in rows
+            ]
+            await asyncio.gather(*deliveries)
+            await session.execute(
+                update(t).where(t.c.id.in_([row.id for row in rows])).values(published_at=func.now())
+            )
+        now = datetime.now(UTC)
+        for row in rows:
+            metrics.OUTBOX_PUBLISHED.labels(topic=row.topic).inc()
+            metrics.OUTBOX_PUBLISH_SECONDS.observe(max(0.0, (now - row.created_at).total_seconds()))
+        metrics.OUTBOX_BACKLOG.set(len(rows) if len(rows) == self.settings.batch_size else 0)
+        return len(rows)
+
+    async def _purge_published(self) -> None:
+        now = datetime.now(UTC)
+        if now - self._last_purge < timedelta(minutes=5):
+            return
+        self._last_purge = now
+        cutoff = now - timedelta(hours=self.settings.retention_hours)
+        async with transaction(self.sessions) as session:
+            await session.execute(
+                delete(self.table).where(self.table.c.published_at.is_not(None), self.table.c.published_at < cutoff)
+            )

@@ -1,0 +1,253 @@
+"""The service skeleton: one FastAPI app per service, with its consumer and relay beside it.
+
+Engines, producers and consumers are built in the lifespan and closed on shutdown; nothing
+connects at import time. Shutdown lets the consumer finish and commit the batch in hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import MetaData, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.routing import Match
+
+from runtime import metrics
+from runtime.clock import Clock, SystemClock
+from runtime.consumer import BatchConsumer, Handler
+from runtime.db import create_engine, runtime_table, session_factory, transaction
+from runtime.errors import install_problem_handlers
+from runtime.kafka import make_producer
+from runtime.logging import configure_logging
+from runtime.outbox import OutboxRelay
+from runtime.settings import ConsumerSettings, OutboxSettings, RuntimeSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ConsumerSpec:
+    """What a service consumes and how it applies a batch."""
+
+    topics: Sequence[str]
+    group_id: str
+    handler: Handler
+
+
+@dataclass
+class ServiceSpec:
+    """Everything that makes one service different from the others."""
+
+    name: str
+    title: str
+    description: str
+    settings: RuntimeSettings
+    metadata: MetaData
+    routers: Sequence[APIRouter]
+    consumer: ConsumerSpec | None = None
+    consumer_settings: ConsumerSettings = field(default_factory=ConsumerSettings)
+    outbox_settings: OutboxSettings = field(default_factory=OutboxSettings)
+    clock: Clock = field(default_factory=SystemClock)
+    on_start: Callable[[ServiceRuntime], Awaitable[None]] | None = None
+    on_stop: Callable[[ServiceRuntime], Awaitable[None]] | None = None
+    openapi_tags: list[dict[str, Any]] | None = None
+
+
+@dataclass
+class ServiceRuntime:
+    """The live parts of a running service, kept on `app.state.runtime`."""
+
+    spec: ServiceSpec
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    producer: AIOKafkaProducer
+    relay: OutboxRelay
+    consumer: BatchConsumer | None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def clock(self) -> Clock:
+        return self.spec.clock
+
+    async def check_ready(self) -> dict[str, str]:
+        """Which dependencies answer: the database and the broker."""
+        checks: dict[str, str] = {}
+        try:
+            async with asyncio.timeout(2):
+                async with self.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unavailable: {type(exc).__name__}"
+        try:
+            async with asyncio.timeout(2):
+                await self.producer.client.fetch_all_metadata()
+            checks["broker"] = "ok"
+        except Exception as exc:
+            checks["broker"] = f"unavailable: {type(exc).__name__}"
+        if self.consumer is not None and not self.consumer.healthy:
+            checks["consumer"] = "not consuming"
+        return checks
+
+
+def get_runtime(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A request-scoped session in one transaction, committed when the route returns."""
+    async with transaction(get_runtime(request).sessions) as session:
+        yield session
+
+
+RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def _start_producer(producer: AIOKafkaProducer, name: str) -> None:
+    """Start the producer, waiting for the broker rather than crash-looping."""
+    delay = 0.2
+    while True:
+        try:
+            await producer.start()
+            return
+        except Exception as exc:
+            log.warning("producer.waiting_for_broker", extra={"service": name, "error": repr(exc)})
+            metrics.TRANSIENT_FAILURES.labels(component="producer").inc()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def build_lifespan(spec: ServiceSpec) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings = spec.settings
+        engine = create_engine(settings.database_url)
+        sessions = session_factory(engine)
+        producer = make_producer(settings.kafka_bootstrap_servers, client_id=spec.name)
+        await _start_producer(producer, spec.name)
+        relay = OutboxRelay(
+            name=spec.name,
+            sessions=sessions,
+            table=runtime_table(spec.metadata, "outbox"),
+            producer=producer,
+            settings=spec.outbox_settings,
+        )
+        consumer = None
+        if spec.consumer is not None:
+            consumer = BatchConsumer(
+                name=spec.name,
+                topics=spec.consumer.topics,
+                group_id=spec.consumer.group_id,
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                sessions=sessions,
+                processed_table=runtime_table(spec.metadata, "processed_events"),
+                outbox_table=runtime_table(spec.metadata, "outbox"),
+                handler=spec.consumer.handler,
+                producer=producer,
+                clock=spec.clock,
+                settings=spec.consumer_settings,
+                on_committed=relay.wake,
+            )
+        runtime = ServiceRuntime(spec, engine, sessions, producer, relay, consumer)
+        app.state.runtime = runtime
+        if spec.on_start is not None:
+            await spec.on_start(runtime)
+        runtime.tasks.append(asyncio.create_task(relay.run(), name=f"{spec.name}-relay"))
+        if consumer is not None:
+            runtime.tasks.append(asyncio.create_task(consumer.run(), name=f"{spec.name}-consumer"))
+        log.info("service.started", extra={"service": spec.name})
+        try:
+            yield
+        finally:
+            if consumer is not None:
+                consumer.stop()
+            relay.stop()
+            done, pending = await asyncio.wait(runtime.tasks, timeout=15)
+            for task in pending:
+                task.cancel()
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("service.task_failed", extra={"task": task.get_name(), "error": repr(task.exception())})
+            if spec.on_stop is not None:
+                await spec.on_stop(runtime)
+            await producer.stop()
+            await engine.dispose()
+            log.info("service.stopped", extra={"service": spec.name})
+
+    return lifespan
+
+
+class HttpMetricsMiddleware(BaseHTTPMiddleware):
+    """Count requests and time them by route template (never by raw path)."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        started = time.perf_counter()
+        route = "unmatched"
+        for candidate in request.app.router.routes:
+            match, _ = candidate.matches(request.scope)
+            if match == Match.FULL:
+                route = getattr(candidate, "path", "unmatched")
+                break
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            metrics.HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
+            metrics.HTTP_SECONDS.labels(request.method, route).observe(time.perf_counter() - started)
+
+
+def operations_router() -> APIRouter:
+    """`/healthz`, `/readyz` and `/metrics`, the same on every service."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="Liveness: the process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Readiness: the database and the broker answer")
+    async def readyz(runtime: RuntimeDep) -> JSONResponse:
+        checks = await runtime.check_ready()
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
+        )
+
+    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def create_service_app(spec: ServiceSpec) -> FastAPI:
+    """The FastAPI app of one service: its routes, the operations routes, problem errors."""
+    configure_logging(spec.name, level=spec.settings.log_level, fmt=spec.settings.log_format)
+    app = FastAPI(
+        title=spec.title,
+        description=spec.description,
+        version="0.1.0",
+        lifespan=build_lifespan(spec),
+        openapi_tags=spec.openapi_tags,
+    )
+    install_problem_handlers(app)
+    app.add_middleware(HttpMetricsMiddleware)
+    app.include_router(operations_router())
+    for router in spec.routers:
+        app.include_router(router)
+    return app

@@ -1,0 +1,87 @@
+"""Settings every service shares, read from the environment.
+
+`KAFKA_BOOTSTRAP_SERVERS`, `DATABASE_URL` and `C360_JWT_SECRET` keep their plain names (they
+are what operators already set); everything else is `C360_*`. Nested groups use `__`, for
+example `C360_CONSUMER__MAX_BATCH=2000`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import AliasChoices, BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Where the embedded default keeps its database and generated development secret.
+DEFAULT_DATA_DIR = Path(".c360")
+DEV_SECRET_FILE = "jwt-dev-secret"
+
+
+class ConsumerSettings(BaseModel):
+    """How the batch consumer polls and retries."""
+
+    max_batch: int = Field(default=2000, ge=1, description="Most messages handed over in one batch.")
+    poll_timeout_ms: int = Field(default=200, ge=1, description="Longest wait for a batch to fill.")
+    retry_initial_s: float = Field(default=0.2, gt=0, description="First backoff after a transient failure.")
+    retry_max_s: float = Field(default=10.0, gt=0, description="Longest backoff between retries.")
+    session_timeout_ms: int = Field(default=30_000, ge=1000, description="Kafka group session timeout.")
+
+
+class OutboxSettings(BaseModel):
+    """How the outbox relay claims and publishes rows."""
+
+    batch_size: int = Field(default=1000, ge=1, description="Most outbox rows published per round.")
+    idle_poll_s: float = Field(default=0.1, gt=0, description="Poll interval when nothing woke the relay.")
+    retention_hours: int = Field(default=24, ge=0, description="How long published rows are kept for inspection.")
+
+
+class RuntimeSettings(BaseSettings):
+    """Connection settings shared by all services and the command line."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="C360_", env_nested_delimiter="__", extra="ignore", populate_by_name=True
+    )
+
+    environment: str = Field(default="development", description="`development` or `production`.")
+    data_dir: Path = Field(default=DEFAULT_DATA_DIR, description="Local state of the embedded default.")
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "C360_KAFKA_BOOTSTRAP_SERVERS"),
+        description="Kafka bootstrap servers, comma separated.",
+    )
+    database_url: str = Field(
+        default="",
+        validation_alias=AliasChoices("DATABASE_URL", "C360_DATABASE_URL"),
+        description="PostgreSQL URL; `postgresql://` is used through asyncpg.",
+    )
+    topic_partitions: int = Field(default=6, ge=1, description="Partitions for topics the platform creates.")
+    log_level: str = Field(default="INFO", description="Root log level.")
+    log_format: str = Field(default="json", description="`json` or `text`.")
+
+    def async_database_url(self) -> str:
+        """The database URL with the asyncpg driver SQLAlchemy needs."""
+        return to_async_url(self.database_url)
+
+
+def development_secret(data_dir: Path, name: str = DEV_SECRET_FILE) -> str:
+    """Create (once) and return a development secret kept under `data_dir` as `name`."""
+    path = data_dir / name
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    tmp = path.with_name(f".{name}.{secrets.token_hex(4)}")
+    tmp.write_text(secret)
+    tmp.chmod(0o600)
+    os.replace(tmp, path) if not path.exists() else tmp.unlink()
+    return path.read_text().strip()
+
+
+def to_async_url(url: str) -> str:
+    """Turn `postgresql://...` (or `postgres://`) into the `postgresql+asyncpg://` form."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got {url.split('://')[0]!r}")

@@ -1,0 +1,43 @@
+"""Which failures are worth retrying: the database or broker being away, not bad data."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+RETRYABLE_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08003", "08006", "53300"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for connection loss, timeouts, serialization failures and deadlocks."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return sqlstate in RETRYABLE_SQLSTATES
+    if isinstance(
+        exc, KafkaConnectionError | KafkaTimeoutError | NodeNotReadyError | RequestTimedOutError
+    ):
+        return True
+    return isinstance(exc, ConnectionError | TimeoutError | asyncio.TimeoutError | OSError)
+
+
+class Backoff:
+    """Exponential backoff with a ceiling; reset after a success."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        delay = min(self.maximum, self.initial * (2**self.attempt))
+        self.attempt += 1
+        return delay
+
+    def reset(self) -> None:
+        self.attempt = 0

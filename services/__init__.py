@@ -1,0 +1,1 @@
+"""The four services of the platform; they never import each other."""

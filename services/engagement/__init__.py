@@ -1,0 +1,1 @@
+"""Engagement service: next-best-action tasks for relationship managers."""

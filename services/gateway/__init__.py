@@ -1,0 +1,1 @@
+"""Gateway: the one public HTTP API, with authentication, scoping, masking and audit."""

@@ -1,0 +1,39 @@
+"""Gateway settings: `C360_GATEWAY__*`, plus `C360_JWT_SECRET`."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
+
+from runtime.settings import OutboxSettings, RuntimeSettings, development_secret
+
+
+class GatewayConfig(BaseModel):
+    host: str = Field(default="127.0.0.1", description="Interface the public API listens on.")
+    port: int = Field(default=8000, description="Port of the public API.")
+    profile_url: str = Field(default="http://127.0.0.1:8001", description="Profile service base URL.")
+    scoring_url: str = Field(default="http://127.0.0.1:8002", description="Scoring service base URL.")
+    engagement_url: str = Field(default="http://127.0.0.1:8003", description="Engagement service base URL.")
+    upstream_timeout_s: float = Field(default=3.0, gt=0, description="Timeout for each call to a service.")
+    unmasked_roles: list[str] = Field(default=["admin"], description="Roles that see identity numbers and phones.")
+    token_ttl_minutes: int = Field(default=480, ge=1, description="Lifetime of tokens printed by `c360 token`.")
+
+
+class GatewaySettings(RuntimeSettings):
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("C360_JWT_SECRET"),
+        description="HS256 secret for bearer tokens; generated once in development.",
+    )
+
+    @model_validator(mode="after")
+    def _secret_required_outside_development(self) -> GatewaySettings:
+        if self.environment != "development" and self.jwt_secret is None:
+            raise ValueError("C360_JWT_SECRET must be set outside development")
+        return self
+
+    def resolved_jwt_secret(self) -> str:
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        return development_secret(self.data_dir)

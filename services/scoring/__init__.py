@@ -1,0 +1,1 @@
+"""Scoring service: each customer's value tier, kept current as money moves."""

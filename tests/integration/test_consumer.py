@@ -1,0 +1,239 @@
+"""The shared consumer loop against the real broker and database."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from sqlalchemy import Column, MetaData, Table, Text, func, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from contracts import BANK_ACCOUNTS, CloudEvent, dlq_topic
+from runtime.clock import SystemClock
+from runtime.consumer import DLQ_REASON, BatchConsumer, BatchContext, ConsumedEvent
+from runtime.db import add_runtime_tables, create_engine, runtime_table, session_factory
+from runtime.kafka import header, make_producer
+from runtime.settings import ConsumerSettings
+from tests.builders import account_balance, account_opened, unique_ref
+
+SCHEMA = "runtime_test"
+metadata = MetaData(schema=SCHEMA)
+add_runtime_tables(metadata)
+effects = Table(
+    "effects",
+    metadata,
+    Column("event_id", Text, nullable=False),
+    Column("customer_ref", Text, nullable=False),
+)
+
+
+@dataclass
+class Harness:
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    producer: AIOKafkaProducer
+    bootstrap: str
+
+    def consumer(self, group_id: str, handler: Callable[..., object] | None = None, **kw: object) -> BatchConsumer:
+        cls = kw.pop("cls", BatchConsumer)
+        return cls(  # type: ignore[operator]
+            name="runtime-test",
+            topics=[BANK_ACCOUNTS],
+            group_id=group_id,
+            bootstrap_servers=self.bootstrap,
+            sessions=self.sessions,
+            processed_table=runtime_table(metadata, "processed_events"),
+            outbox_table=runtime_table(metadata, "outbox"),
+            handler=handler or record_effects,
+            producer=self.producer,
+            clock=SystemClock(),
+            settings=ConsumerSettings(poll_timeout_ms=100, retry_initial_s=0.05, max_batch=500),
+        )
+
+    async def send(self, event: CloudEvent | bytes, key: str) -> None:
+        value = event if isinstance(event, bytes) else event.to_bytes()
+        await self.producer.send_and_wait(BANK_ACCOUNTS, value=value, key=key.encode())
+
+    async def effects_for(self, customer_ref: str) -> list[str]:
+        async with self.sessions() as session:
+            rows = await session.execute(select(effects.c.event_id).where(effects.c.customer_ref == customer_ref))
+            return list(rows.scalars())
+
+
+async def record_effects(ctx: BatchContext, events: Sequence[ConsumedEvent]) -> None:
+    await ctx.session.execute(
+        insert(effects),
+        [{"event_id": e.envelope.id, "customer_ref": str(getattr(e.data, "customer_ref"))} for e in events],
+    )
+
+
+@pytest.fixture
+async def harness(migrated_database: str, topics: str) -> AsyncIterator[Harness]:
+    engine = create_engine(migrated_database)
+    async with engine.begin() as conn:
+        await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
+        await conn.run_sync(metadata.create_all)
+    producer = make_producer(topics, client_id="runtime-test")
+    await producer.start()
+    yield Harness(engine, session_factory(engine), producer, topics)
+    await producer.stop()
+    await engine.dispose()
+
+
+async def eventually(check: Callable[[], object], timeout_s: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            result = check()
+            if asyncio.iscoroutine(result):
+                result = await result
+            if result:
+                return
+        except AssertionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.1)
+
+
+async def run_until(consumer: BatchConsumer, condition: Callable[[], object], timeout_s: float = 30.0) -> None:
+    task = asyncio.create_task(consumer.run())
+    try:
+        await eventually(condition, timeout_s)
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, 20)
+
+
+async def dead_letters(
+    bootstrap: str, group_id: str, key: str, expected: int
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """The `.dlq` records that this test's consumer group wrote for messages keyed `key`."""
+    reader = AIOKafkaConsumer(
+        dlq_topic(BANK_ACCOUNTS), bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await reader.start()
+    found: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + 15
+        while len(found) < expected and asyncio.get_running_loop().time() < deadline:
+            batch = await reader.getmany(timeout_ms=500)
+            for records in batch.values():
+                found += [
+                    r for r in records if header(r.headers, "c360-dlq-group") == group_id and r.key == key.encode()
+                ]
+    finally:
+        await reader.stop()
+    return found
+
+
+def group() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+async def test_malformed_and_invalid_events_go_to_the_dlq_and_the_events_behind_them_are_applied(
+    harness: Harness,
+) -> None:
+    ref = unique_ref()
+    group_id = group()
+    bad_amount = account_balance(ref, "A1", "10.00").to_bytes().replace(b'"balance":"10.00"', b'"balance":10.0')
+    await harness.send(b"{not json", ref)
+    await harness.send(bad_amount, ref)
+    good = account_opened(ref, "A1")
+    await harness.send(good, ref)
+
+    await run_until(harness.consumer(group_id), lambda: harness.effects_for(ref))
+
+    assert await harness.effects_for(ref) == [good.id]
+    letters = await dead_letters(harness.bootstrap, group_id, ref, expected=2)
+    reasons = sorted(header(r.headers, DLQ_REASON) or "" for r in letters)
+    assert len(letters) == 2
+    assert any("malformed JSON" in reason for reason in reasons)
+    assert any("balance" in reason for reason in reasons)
+    assert {r.value for r in letters} == {b"{not json", bad_amount}
+
+
+async def test_the_same_event_delivered_twice_has_one_effect(harness: Harness) -> None:
+    ref = unique_ref()
+    event = account_opened(ref, "A1")
+    marker = account_opened(ref, "A2")
+    await harness.send(event, ref)
+    await harness.send(event, ref)
+    await harness.send(marker, ref)
+
+    await run_until(harness.consumer(group()), lambda: _has(harness, ref, marker.id))
+
+    assert sorted(await harness.effects_for(ref)) == sorted([event.id, marker.id])
+
+
+class CrashBeforeOffsetCommit(BatchConsumer):
+    """Dies once after its database commit and before committing offsets, like a killed pod."""
+
+    crashed = False
+
+    async def _commit_offsets(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        if not CrashBeforeOffsetCommit.crashed:
+            CrashBeforeOffsetCommit.crashed = True
+            raise RuntimeError("simulated crash between database commit and offset commit")
+        await super()._commit_offsets(records)
+
+
+async def test_a_crash_between_database_commit_and_offset_commit_causes_no_double_effect(
+    harness: Harness,
+) -> None:
+    ref = unique_ref()
+    events = [account_opened(ref, f"A{n}") for n in range(5)]
+    for event in events:
+        await harness.send(event, ref)
+    consumer = harness.consumer(group(), cls=CrashBeforeOffsetCommit)
+    processed = runtime_table(metadata, "processed_events")
+
+    async def redelivered_and_skipped() -> bool:
+        return CrashBeforeOffsetCommit.crashed and await _count(harness, processed, events) == len(events)
+
+    await run_until(consumer, redelivered_and_skipped)
+    # Give the restarted consumer time to re-read the uncommitted batch and skip it.
+    await asyncio.sleep(2)
+
+    assert CrashBeforeOffsetCommit.crashed
+    assert sorted(await harness.effects_for(ref)) == sorted(e.id for e in events)
+
+
+async def test_a_poison_event_is_isolated_and_the_rest_of_its_batch_is_applied(harness: Harness) -> None:
+    ref = unique_ref()
+    poison = unique_ref("POISON")
+    group_id = group()
+
+    async def fussy(ctx: BatchContext, events: Sequence[ConsumedEvent]) -> None:
+        if any(getattr(e.data, "customer_ref") == poison for e in events):
+            raise ValueError("cannot apply this customer")
+        await record_effects(ctx, events)
+
+    before, after = account_opened(ref, "A1"), account_opened(ref, "A2")
+    await harness.send(before, ref)
+    await harness.send(account_opened(poison, "P1"), ref)
+    await harness.send(after, ref)
+
+    await run_until(harness.consumer(group_id, fussy), lambda: _has(harness, ref, after.id))
+
+    assert sorted(await harness.effects_for(ref)) == sorted([before.id, after.id])
+    letters = await dead_letters(harness.bootstrap, group_id, ref, expected=1)
+    assert len(letters) == 1
+    assert "cannot apply this customer" in (header(letters[0].headers, DLQ_REASON) or "")
+
+
+async def _has(harness: Harness, ref: str, event_id: str) -> bool:
+    return event_id in await harness.effects_for(ref)
+
+
+async def _count(harness: Harness, table: Table, events: Sequence[CloudEvent]) -> int:
+    async with harness.sessions() as session:
+        result = await session.scalar(
+            select(func.count()).select_from(table).where(table.c.event_id.in_([e.id for e in events]))
+        )
+        return int(result or 0)
