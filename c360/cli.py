@@ -1,10 +1,10 @@
 """`c360`: the platform's command line.
 
-    c360 up [--demo]         start everything (embedded PostgreSQL and broker unless configured)
-    c360 migrate             run every service's migrations against DATABASE_URL
-    c360 topics              create every topic of the contract and its .dlq
-    c360 token --role ROLE   print a bearer token for local use
-    c360 demo                stream the small synthetic bank into a running platform
+c360 up [--demo]         start everything (embedded PostgreSQL and broker unless configured)
+c360 migrate             run every service's migrations against DATABASE_URL
+c360 topics              create every topic of the contract and its .dlq
+c360 token --role ROLE   print a bearer token for local use
+c360 demo                stream the small synthetic bank into a running platform
 """
 
 from __future__ import annotations
@@ -145,8 +145,10 @@ def _up(settings: RuntimeSettings, *, demo: bool, customers: int) -> int:
         services.wait_healthy(timeout_s=90)
         for name, port in ports.items():
             print(f"{name:<11} http://127.0.0.1:{port}   (docs at /docs, logs in {data_dir / 'logs' / name}.log)")
-        print("ready       try: curl -H \"Authorization: Bearer $(c360 token --role admin)\" "
-              f"http://127.0.0.1:{ports['gateway']}/v1/customers/by-ref/core-deposits/DEMO-000001")
+        print(
+            'ready       try: curl -H "Authorization: Bearer $(c360 token --role admin)" '
+            f"http://127.0.0.1:{ports['gateway']}/v1/customers/by-ref/core-deposits/DEMO-000001"
+        )
         if demo:
             from c360.demo import stream_demo_bank
 

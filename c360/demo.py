@@ -58,12 +58,17 @@ def demo_events(customers: int, seed: int, now: datetime | None = None) -> Itera
         )
         yield "bank.customers.v1", build_event(customer, source=SOURCE, time=now)
         total = _aum(rng)
-        products = [Product.CURRENT] + rng.sample([Product.TIME_DEPOSIT, Product.WEALTH_PRODUCT, Product.FUND], k=rng.randrange(0, 3))
+        products = [
+            Product.CURRENT,
+            *rng.sample([Product.TIME_DEPOSIT, Product.WEALTH_PRODUCT, Product.FUND], k=rng.randrange(0, 3)),
+        ]
         shares = [Decimal(rng.randrange(1, 10)) for _ in products]
         remaining = total
         for index, (product, share) in enumerate(zip(products, shares, strict=True)):
             account_ref = f"{ref}-A{index + 1}"
-            balance = remaining if index == len(products) - 1 else (total * share / sum(shares)).quantize(Decimal("0.01"))
+            balance = (
+                remaining if index == len(products) - 1 else (total * share / sum(shares)).quantize(Decimal("0.01"))
+            )
             remaining -= balance
             opened = AccountOpened(
                 account_ref=account_ref,

@@ -150,7 +150,7 @@ def _envelope(spec: EventSpec, data_ref: str) -> dict[str, Any]:
     schema = CloudEvent.model_json_schema()
     properties = schema["properties"]
     properties["type"] = {"const": spec.type, "description": "The event type.", "type": "string"}
-    properties["data"] = {"$ref": data_ref, "description": properties["data"]["description"]}
+    properties["data"] = {"$ref": data_ref, "description": f"The {spec.type} payload."}
     properties["subject"]["description"] = f"The Kafka key: `data.{spec.key_field}`."
     schema["title"] = spec.type
     schema["description"] = f"{_doc(spec.model)}\n\nTopic: `{spec.topic}`. Kafka key: `data.{spec.key_field}`."

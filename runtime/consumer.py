@@ -267,9 +267,7 @@ class BatchConsumer:
         if context.outbox and self.on_committed is not None:
             self.on_committed()
 
-    async def _record_processed(
-        self, session: AsyncSession, keys: list[tuple[str, str]]
-    ) -> set[tuple[str, str]]:
+    async def _record_processed(self, session: AsyncSession, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
         table = self.processed_table
         fresh: set[tuple[str, str]] = set()
         for start in range(0, len(keys), 5000):

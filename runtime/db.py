@@ -25,7 +25,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
 
 from runtime.settings import to_async_url
 
@@ -38,17 +37,14 @@ NAMING_CONVENTION = {
 }
 
 
-def service_base(schema: str) -> type[DeclarativeBase]:
-    """A declarative base whose metadata lives in `schema` and already holds the runtime tables."""
+def service_metadata(schema: str) -> MetaData:
+    """Metadata for a service's schema that already holds the runtime tables.
+
+    A service declares `class Base(DeclarativeBase): metadata = service_metadata("name")`.
+    """
     metadata = MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
     add_runtime_tables(metadata)
-
-    class Base(DeclarativeBase):
-        pass
-
-    Base.metadata = metadata
-    Base.__name__ = f"{schema.title()}Base"
-    return Base
+    return metadata
 
 
 def add_runtime_tables(metadata: MetaData) -> None:

@@ -82,18 +82,17 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ProblemError)
-        return problem_response(
-            exc.status, exc.type_slug, exc.title, exc.detail, request.url.path, **exc.extensions
-        )
+        return problem_response(exc.status, exc.type_slug, exc.title, exc.detail, request.url.path, **exc.extensions)
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        errors = [
-            {"location": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
-            for err in exc.errors()
-        ]
+        errors = [{"location": ".".join(str(p) for p in err["loc"]), "message": err["msg"]} for err in exc.errors()]
         return problem_response(
-            422, "validation", "Invalid request", "The request failed validation.", request.url.path,
+            422,
+            "validation",
+            "Invalid request",
+            "The request failed validation.",
+            request.url.path,
             errors=errors,
         )
 

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-EVENTS_CONSUMED = Counter(
-    "c360_events_consumed_total", "Events applied by a consumer.", ["group", "topic", "type"]
-)
+EVENTS_CONSUMED = Counter("c360_events_consumed_total", "Events applied by a consumer.", ["group", "topic", "type"])
 EVENTS_DUPLICATE = Counter(
     "c360_events_duplicate_total", "Re-delivered events skipped by the idempotency record.", ["group"]
 )
-EVENTS_DEAD_LETTERED = Counter(
-    "c360_events_dead_lettered_total", "Messages sent to a .dlq topic.", ["group", "topic"]
-)
+EVENTS_DEAD_LETTERED = Counter("c360_events_dead_lettered_total", "Messages sent to a .dlq topic.", ["group", "topic"])
 BATCH_SIZE = Histogram(
     "c360_consumer_batch_size",
     "Messages per consumed batch.",
@@ -41,9 +37,7 @@ OUTBOX_PUBLISH_SECONDS = Histogram(
     "From an outbox row's creation to its publication.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60),
 )
-HTTP_REQUESTS = Counter(
-    "c360_http_requests_total", "HTTP requests served.", ["method", "route", "status"]
-)
+HTTP_REQUESTS = Counter("c360_http_requests_total", "HTTP requests served.", ["method", "route", "status"])
 HTTP_SECONDS = Histogram(
     "c360_http_request_seconds",
     "HTTP request latency.",

@@ -10,6 +10,7 @@ idempotent on `(source, id)`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import zlib
 from collections.abc import Sequence
@@ -108,10 +109,8 @@ class OutboxRelay:
                 await asyncio.sleep(backoff.next_delay())
                 continue
             if published < self.settings.batch_size:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.settings.idle_poll_s)
-                except TimeoutError:
-                    pass
                 self._wake.clear()
 
     async def publish_pending(self) -> int:
@@ -142,9 +141,7 @@ class OutboxRelay:
                 for row in rows
             ]
             await asyncio.gather(*deliveries)
-            await session.execute(
-                update(t).where(t.c.id.in_([row.id for row in rows])).values(published_at=func.now())
-            )
+            await session.execute(update(t).where(t.c.id.in_([row.id for row in rows])).values(published_at=func.now()))
         now = datetime.now(UTC)
         for row in rows:
             metrics.OUTBOX_PUBLISHED.labels(topic=row.topic).inc()

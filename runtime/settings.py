@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Where the embedded default keeps its database and generated development secret.
 DEFAULT_DATA_DIR = Path(".c360")
-DEV_SECRET_FILE = "jwt-dev-secret"
+DEV_SECRET_FILE = "jwt-dev-secret"  # noqa: S105 a file name, not a secret
 
 
 class ConsumerSettings(BaseModel):

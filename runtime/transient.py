@@ -19,9 +19,7 @@ def is_transient(exc: BaseException) -> bool:
             return True
         sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
         return sqlstate in RETRYABLE_SQLSTATES
-    if isinstance(
-        exc, KafkaConnectionError | KafkaTimeoutError | NodeNotReadyError | RequestTimedOutError
-    ):
+    if isinstance(exc, KafkaConnectionError | KafkaTimeoutError | NodeNotReadyError | RequestTimedOutError):
         return True
     return isinstance(exc, ConnectionError | TimeoutError | asyncio.TimeoutError | OSError)
 
@@ -30,12 +28,12 @@ class Backoff:
     """Exponential backoff with a ceiling; reset after a success."""
 
     def __init__(self, initial: float, maximum: float) -> None:
-        self.initial = initial
-        self.maximum = maximum
+        self.initial = float(initial)
+        self.maximum = float(maximum)
         self.attempt = 0
 
     def next_delay(self) -> float:
-        delay = min(self.maximum, self.initial * (2**self.attempt))
+        delay = min(self.maximum, self.initial * 2.0**self.attempt)
         self.attempt += 1
         return delay
 

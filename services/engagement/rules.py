@@ -27,9 +27,7 @@ class WelcomeRule:
     due_in: timedelta = timedelta(days=3)
     priority: int = 70
 
-    def propose(
-        self, customer_id: str, from_tier: str | None, to_tier: str, now: datetime
-    ) -> TaskProposal | None:
+    def propose(self, customer_id: str, from_tier: str | None, to_tier: str, now: datetime) -> TaskProposal | None:
         if to_tier not in self.premium_tiers or (from_tier in self.premium_tiers):
             return None
         origin = f"from {from_tier}" if from_tier else "on first assessment"

@@ -26,7 +26,11 @@ class EngagementStore:
         await self.session.execute(
             stmt.on_conflict_do_update(
                 index_elements=[CustomerState.customer_id],
-                set_={"tier": stmt.excluded.tier, "tier_since": stmt.excluded.tier_since, "updated_at": stmt.excluded.updated_at},
+                set_={
+                    "tier": stmt.excluded.tier,
+                    "tier_since": stmt.excluded.tier_since,
+                    "updated_at": stmt.excluded.updated_at,
+                },
             )
         )
 
@@ -34,7 +38,9 @@ class EngagementStore:
         rows = await self.session.execute(select(CustomerState).where(CustomerState.customer_id.in_(customer_ids)))
         return {c.customer_id: c for c in rows.scalars()}
 
-    async def create_task(self, proposal: TaskProposal, *, rm_id: str | None, branch_id: str | None, now: datetime) -> Task | None:
+    async def create_task(
+        self, proposal: TaskProposal, *, rm_id: str | None, branch_id: str | None, now: datetime
+    ) -> Task | None:
         """Insert the task unless the customer already has an open one of the same action."""
         row = await self.session.execute(
             insert(Task)
@@ -67,9 +73,7 @@ class EngagementStore:
         )
         return rows.scalars().all()
 
-    async def tasks(
-        self, *, rm_id: str | None, status: str | None, after: str | None, limit: int
-    ) -> Sequence[Task]:
+    async def tasks(self, *, rm_id: str | None, status: str | None, after: str | None, limit: int) -> Sequence[Task]:
         stmt = select(Task).order_by(Task.task_id).limit(limit)
         if rm_id is not None:
             stmt = stmt.where(Task.rm_id == rm_id)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path
 from runtime.db import transaction
 from runtime.errors import ProblemError
 from runtime.service import RuntimeDep, ServiceRuntime
-from services.gateway.auth import PrincipalDep, Principal, Role, require
+from services.gateway.auth import Principal, PrincipalDep, Role, require
 from services.gateway.clients import Upstreams
 from services.gateway.store import record_read
 from services.gateway.views import Customer360, customer_360
@@ -60,7 +60,10 @@ async def _audited_view(
     responses=PROBLEM_RESPONSES,
 )
 async def get_customer(
-    customer_id: Annotated[str, Path(max_length=64)], principal: PrincipalDep, runtime: RuntimeDep, clients: UpstreamsDep
+    customer_id: Annotated[str, Path(max_length=64)],
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    clients: UpstreamsDep,
 ) -> Customer360:
     return await _audited_view(
         runtime, clients, principal, f"/internal/customers/{customer_id}", "/v1/customers/{customer_id}"

@@ -38,7 +38,7 @@ class ProfileHandler:
         refs: set[SourceRef] = set()
         for event in events:
             if not isinstance(event.data, FxRate):
-                refs.add((event.envelope.source, str(getattr(event.data, "customer_ref"))))
+                refs.add((event.envelope.source, event.parsed.key))
         links = await store.link_customers(refs)
 
         def touch(customer_id: str, what: str, event: ConsumedEvent) -> None:
@@ -51,7 +51,9 @@ class ProfileHandler:
         if changed:
             await self._recompute(ctx, store, changed, causes, now)
 
-    async def _apply_identity(self, store: ProfileStore, events: Sequence[ConsumedEvent], links: Links, touch: Touch) -> None:
+    async def _apply_identity(
+        self, store: ProfileStore, events: Sequence[ConsumedEvent], links: Links, touch: Touch
+    ) -> None:
         newest: dict[SourceRef, tuple[datetime, dict[str, object], ConsumedEvent]] = {}
         for event in events:
             data = event.data
@@ -105,13 +107,13 @@ class ProfileHandler:
             for customer_id in await store.customers_holding([currency]):
                 touch(customer_id, "fx_rates", last[currency])
 
-    async def _apply_accounts(self, store: ProfileStore, events: Sequence[ConsumedEvent], links: Links, touch: Touch) -> None:
+    async def _apply_accounts(
+        self, store: ProfileStore, events: Sequence[ConsumedEvent], links: Links, touch: Touch
+    ) -> None:
         account_events = [e for e in events if isinstance(e.data, AccountOpened | AccountBalance | AccountClosed)]
         if not account_events:
             return
-        states = await store.load_accounts(
-            (e.envelope.source, str(getattr(e.data, "account_ref"))) for e in account_events
-        )
+        states = await store.load_accounts(_account_key(e) for e in account_events)
         dirty: dict[SourceRef, AccountState] = {}
         for event in account_events:
             data = event.data
@@ -162,3 +164,8 @@ class ProfileHandler:
                 cause=causes[customer_id],
             )
 
+
+def _account_key(event: ConsumedEvent) -> SourceRef:
+    data = event.data
+    assert isinstance(data, AccountOpened | AccountBalance | AccountClosed)
+    return (event.envelope.source, data.account_ref)

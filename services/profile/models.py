@@ -7,13 +7,20 @@ from decimal import Decimal
 
 from sqlalchemy import BigInteger, Boolean, Date, DateTime, Index, Numeric, Text, func
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from runtime.db import service_base
+from runtime.db import service_metadata
 
 SCHEMA = "profile"
-Base = service_base(SCHEMA)
+
+
+class Base(DeclarativeBase):
+    metadata = service_metadata(SCHEMA)
+
+
 Money = Numeric(24, 4)
+#: Figures in CNY are kept to the fen (0.01), as the bank reports them.
+Cny = Numeric(24, 2)
 
 
 class Customer(Base):
@@ -29,9 +36,9 @@ class Customer(Base):
     branch_id: Mapped[str | None] = mapped_column(Text)
     birth_date: Mapped[date | None] = mapped_column(Date)
     marketing_consent: Mapped[bool | None] = mapped_column(Boolean)
-    aum_cny: Mapped[Decimal] = mapped_column(Money, server_default="0")
-    aum_avg_30d_cny: Mapped[Decimal] = mapped_column(Money, server_default="0")
-    liabilities_cny: Mapped[Decimal] = mapped_column(Money, server_default="0")
+    aum_cny: Mapped[Decimal] = mapped_column(Cny, server_default="0")
+    aum_avg_30d_cny: Mapped[Decimal] = mapped_column(Cny, server_default="0")
+    liabilities_cny: Mapped[Decimal] = mapped_column(Cny, server_default="0")
     unconverted_currencies: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
     last_event_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -100,4 +107,4 @@ class DailyAum(Base):
 
     customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
     business_date: Mapped[date] = mapped_column(Date, primary_key=True)
-    aum_cny: Mapped[Decimal] = mapped_column(Money)
+    aum_cny: Mapped[Decimal] = mapped_column(Cny)

@@ -7,7 +7,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import date, datetime
 from decimal import Decimal
-
 from typing import TypeVar
 
 from sqlalchemy import bindparam, func, or_, select, tuple_, update
@@ -20,7 +19,7 @@ from services.profile.models import Account, Customer, DailyAum, FxRate, SourceR
 
 SourceRef = tuple[str, str]
 T = TypeVar("T")
-CUSTOMERS = Customer.__table__
+CUSTOMERS = Customer.metadata.tables[f"{Customer.metadata.schema}.customers"]
 
 
 def new_customer_id() -> str:
@@ -73,9 +72,7 @@ class ProfileStore:
             stmt.on_conflict_do_update(
                 index_elements=[SourceRecord.source, SourceRecord.customer_ref],
                 set_={name: stmt.excluded[name] for name in fields},
-                where=or_(
-                    SourceRecord.record_time.is_(None), SourceRecord.record_time <= stmt.excluded.record_time
-                ),
+                where=or_(SourceRecord.record_time.is_(None), SourceRecord.record_time <= stmt.excluded.record_time),
             )
         )
 
@@ -243,9 +240,9 @@ class ProfileStore:
         facts: dict[str, CustomerFacts] = {}
         for chunk in _chunks(ids, 5000):
             rows = await self.session.execute(
-                select(
-                    Customer.customer_id, Customer.branch_id, Customer.birth_date, Customer.marketing_consent
-                ).where(Customer.customer_id.in_(chunk))
+                select(Customer.customer_id, Customer.branch_id, Customer.birth_date, Customer.marketing_consent).where(
+                    Customer.customer_id.in_(chunk)
+                )
             )
             for r in rows:
                 facts[r.customer_id] = CustomerFacts(r.branch_id, r.birth_date, r.marketing_consent)
@@ -272,9 +269,7 @@ class ProfileStore:
 
     async def accounts(self, customer_id: str) -> Sequence[Account]:
         rows = await self.session.execute(
-            select(Account)
-            .where(Account.customer_id == customer_id)
-            .order_by(Account.source, Account.account_ref)
+            select(Account).where(Account.customer_id == customer_id).order_by(Account.source, Account.account_ref)
         )
         return rows.scalars().all()
 
@@ -300,7 +295,6 @@ def _account_state(account: Account) -> AccountState:
 def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
 
 
 class CustomerFacts:

@@ -6,13 +6,18 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import BigInteger, DateTime, Index, Numeric, Text, func
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from runtime.db import service_base
+from runtime.db import service_metadata
 
 SCHEMA = "scoring"
-Base = service_base(SCHEMA)
-Money = Numeric(24, 4)
+
+
+class Base(DeclarativeBase):
+    metadata = service_metadata(SCHEMA)
+
+
+Money = Numeric(24, 2)
 
 
 class CustomerTier(Base):

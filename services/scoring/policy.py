@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -38,7 +39,7 @@ class TierPolicy(BaseModel):
         floors = [t.floor for t in self.tiers]
         if floors[0] != 0:
             raise ValueError("the lowest tier must start at 0")
-        if any(b <= a for a, b in zip(floors, floors[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(floors)):
             raise ValueError("tier floors must strictly increase")
         if len({t.name for t in self.tiers}) != len(self.tiers):
             raise ValueError("tier names must be unique")

@@ -33,7 +33,15 @@ class ScoringStore:
                 index_elements=[CustomerTier.customer_id],
                 set_={
                     name: stmt.excluded[name]
-                    for name in ("tier", "since", "measure_cny", "aum_cny", "aum_avg_30d_cny", "branch_id", "updated_at")
+                    for name in (
+                        "tier",
+                        "since",
+                        "measure_cny",
+                        "aum_cny",
+                        "aum_avg_30d_cny",
+                        "branch_id",
+                        "updated_at",
+                    )
                 },
             )
         )

@@ -96,17 +96,11 @@ def test_check_flag_exits_zero_when_the_files_are_current() -> None:
     assert main(["--check"]) == 0
 
 
-@pytest.mark.parametrize("path", COMMITTED, ids=lambda path: path.name)
-def test_event_schema_is_a_valid_json_schema(path: Path) -> None:
-    jsonschema = pytest.importorskip("jsonschema")
-    if path.name == "asyncapi.json":
-        pytest.skip("an AsyncAPI document, not a JSON Schema")
-
-    jsonschema.Draft202012Validator.check_schema(load(path.name))
-
-
-def test_an_event_from_the_models_validates_against_its_exported_schema() -> None:
-    jsonschema = pytest.importorskip("jsonschema")
+def test_exported_schemas_are_valid_and_agree_with_the_models() -> None:
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is not a dev dependency yet")
+    for path in COMMITTED:
+        if path.name != "asyncapi.json":
+            jsonschema.Draft202012Validator.check_schema(load(path.name))
     balance = AccountBalance(
         account_ref="ACC-1",
         customer_ref="CUST-1",
@@ -116,8 +110,9 @@ def test_an_event_from_the_models_validates_against_its_exported_schema() -> Non
         version=1,
     )
     event = json.loads(build_event(balance, source="core-deposits").to_bytes())
+    schema = load("bank.account.balance.v1.json")
 
-    jsonschema.validate(event, load("bank.account.balance.v1.json"))
+    jsonschema.validate(event, schema)
     event["data"]["balance"] = -12.5
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(event, load("bank.account.balance.v1.json"))
+        jsonschema.validate(event, schema)

@@ -2,7 +2,7 @@
 
 Revision ID: enga0001
 Revises: 
-Create Date: 2026-11-22 08:23:20.465135
+Create Date: 2026-11-22 08:30:55.533778
 """
 
 from collections.abc import Sequence

@@ -2,7 +2,7 @@
 
 Revision ID: gate0001
 Revises: 
-Create Date: 2026-11-22 08:23:20.765139
+Create Date: 2026-11-22 08:30:55.746320
 """
 
 from collections.abc import Sequence

@@ -2,7 +2,7 @@
 
 Revision ID: prof0001
 Revises: 
-Create Date: 2026-11-22 08:23:19.576517
+Create Date: 2026-11-22 08:30:55.010205
 """
 
 from collections.abc import Sequence
@@ -42,7 +42,7 @@ def upgrade() -> None:
     op.create_table('aum_daily',
     sa.Column('customer_id', sa.Text(), nullable=False),
     sa.Column('business_date', sa.Date(), nullable=False),
-    sa.Column('aum_cny', sa.Numeric(precision=24, scale=4), nullable=False),
+    sa.Column('aum_cny', sa.Numeric(precision=24, scale=2), nullable=False),
     sa.PrimaryKeyConstraint('customer_id', 'business_date', name=op.f('pk_aum_daily')),
     schema='profile'
     )
@@ -55,9 +55,9 @@ def upgrade() -> None:
     sa.Column('branch_id', sa.Text(), nullable=True),
     sa.Column('birth_date', sa.Date(), nullable=True),
     sa.Column('marketing_consent', sa.Boolean(), nullable=True),
-    sa.Column('aum_cny', sa.Numeric(precision=24, scale=4), server_default='0', nullable=False),
-    sa.Column('aum_avg_30d_cny', sa.Numeric(precision=24, scale=4), server_default='0', nullable=False),
-    sa.Column('liabilities_cny', sa.Numeric(precision=24, scale=4), server_default='0', nullable=False),
+    sa.Column('aum_cny', sa.Numeric(precision=24, scale=2), server_default='0', nullable=False),
+    sa.Column('aum_avg_30d_cny', sa.Numeric(precision=24, scale=2), server_default='0', nullable=False),
+    sa.Column('liabilities_cny', sa.Numeric(precision=24, scale=2), server_default='0', nullable=False),
     sa.Column('unconverted_currencies', postgresql.ARRAY(sa.Text()), server_default='{}', nullable=False),
     sa.Column('last_event_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('customer_id', name=op.f('pk_customers')),

@@ -2,7 +2,7 @@
 
 Revision ID: scor0001
 Revises: 
-Create Date: 2026-11-22 08:23:19.977014
+Create Date: 2026-11-22 08:30:55.273103
 """
 
 from collections.abc import Sequence
@@ -23,9 +23,9 @@ def upgrade() -> None:
     sa.Column('customer_id', sa.Text(), nullable=False),
     sa.Column('tier', sa.Text(), nullable=False),
     sa.Column('since', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('measure_cny', sa.Numeric(precision=24, scale=4), nullable=False),
-    sa.Column('aum_cny', sa.Numeric(precision=24, scale=4), nullable=False),
-    sa.Column('aum_avg_30d_cny', sa.Numeric(precision=24, scale=4), nullable=False),
+    sa.Column('measure_cny', sa.Numeric(precision=24, scale=2), nullable=False),
+    sa.Column('aum_cny', sa.Numeric(precision=24, scale=2), nullable=False),
+    sa.Column('aum_avg_30d_cny', sa.Numeric(precision=24, scale=2), nullable=False),
     sa.Column('branch_id', sa.Text(), nullable=True),
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('customer_id', name=op.f('pk_customer_tiers')),
@@ -56,7 +56,7 @@ def upgrade() -> None:
     sa.Column('from_tier', sa.Text(), nullable=True),
     sa.Column('to_tier', sa.Text(), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
-    sa.Column('measure_cny', sa.Numeric(precision=24, scale=4), nullable=False),
+    sa.Column('measure_cny', sa.Numeric(precision=24, scale=2), nullable=False),
     sa.Column('effective_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tier_changes')),
     schema='scoring'

@@ -1,0 +1,166 @@
+"""Pure profile logic: account folding, money in CNY, the daily AUM average."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+
+from contracts import AccountBalance, AccountClosed, AccountOpened, Product
+from services.profile.domain import AccountState, apply_account_event, average_daily_aum, customer_totals
+from services.profile.identity import IdentityProtector, normalise_id_number
+
+AT = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
+
+
+def opened(product: Product = Product.CURRENT, currency: str = "CNY", account_ref: str = "A1") -> AccountOpened:
+    return AccountOpened(
+        account_ref=account_ref, customer_ref="C1", product=product, currency=currency, opened_on=date(2026, 1, 1)
+    )
+
+
+def balance(amount: str, version: int, currency: str = "CNY", account_ref: str = "A1") -> AccountBalance:
+    return AccountBalance(
+        account_ref=account_ref,
+        customer_ref="C1",
+        balance=Decimal(amount),
+        currency=currency,
+        as_of=AT,
+        version=version,
+    )
+
+
+def account(product: Product, amount: str, currency: str = "CNY", status: str = "open") -> AccountState:
+    return AccountState(
+        source="core",
+        account_ref=f"{product}-{amount}",
+        customer_ref="C1",
+        product=product,
+        currency=currency,
+        status=status,
+        balance=Decimal(amount),
+        balance_version=1,
+    )
+
+
+def test_a_newer_balance_version_replaces_the_balance() -> None:
+    state = apply_account_event(None, "core", opened())
+    state = apply_account_event(state, "core", balance("100.00", 1))
+    state = apply_account_event(state, "core", balance("250.50", 2))
+    assert state.balance == Decimal("250.50")
+    assert state.balance_version == 2
+
+
+@pytest.mark.parametrize("late_version", [1, 2])
+def test_an_older_or_equal_balance_version_is_ignored(late_version: int) -> None:
+    state = apply_account_event(None, "core", balance("500.00", 2))
+    assert apply_account_event(state, "core", balance("1.00", late_version)) == state
+
+
+def test_a_balance_before_the_opening_is_kept_on_a_pending_account_until_it_opens() -> None:
+    pending = apply_account_event(None, "core", balance("900.00", 1))
+    assert pending.status == "pending"
+    assert customer_totals([pending], {}).aum_cny == 0
+    opened_state = apply_account_event(pending, "core", opened(Product.FUND))
+    assert opened_state.status == "open"
+    assert opened_state.balance == Decimal("900.00")
+    assert customer_totals([opened_state], {}).aum_cny == Decimal("900.00")
+
+
+def test_a_closed_account_no_longer_counts() -> None:
+    state = apply_account_event(None, "core", opened())
+    state = apply_account_event(state, "core", balance("100.00", 1))
+    closed = apply_account_event(
+        state, "core", AccountClosed(account_ref="A1", customer_ref="C1", closed_on=date(2026, 11, 2))
+    )
+    assert closed.status == "closed"
+    assert customer_totals([closed], {}).aum_cny == 0
+
+
+def test_assets_add_to_aum_and_liabilities_to_liabilities() -> None:
+    totals = customer_totals(
+        [
+            account(Product.CURRENT, "1000.10"),
+            account(Product.WEALTH_PRODUCT, "20000"),
+            account(Product.CREDIT_CARD, "3000.25"),
+            account(Product.MORTGAGE, "400000"),
+        ],
+        {},
+    )
+    assert totals.aum_cny == Decimal("21000.10")
+    assert totals.liabilities_cny == Decimal("403000.25")
+    assert totals.product_holdings == {
+        Product.CURRENT: 1,
+        Product.WEALTH_PRODUCT: 1,
+        Product.CREDIT_CARD: 1,
+        Product.MORTGAGE: 1,
+    }
+
+
+def test_an_overdrawn_current_account_is_a_liability_not_negative_aum() -> None:
+    totals = customer_totals([account(Product.CURRENT, "-120.00"), account(Product.FUND, "500")], {})
+    assert totals.aum_cny == Decimal("500.00")
+    assert totals.liabilities_cny == Decimal("120.00")
+
+
+def test_foreign_currency_is_converted_at_the_latest_rate_and_rounded_to_the_fen() -> None:
+    totals = customer_totals([account(Product.CURRENT, "100.00", "USD")], {"USD": Decimal("7.123456")})
+    assert totals.aum_cny == Decimal("712.35")
+    assert totals.unconverted_currencies == frozenset()
+
+
+def test_a_currency_without_a_rate_is_held_and_reported_unconverted() -> None:
+    totals = customer_totals([account(Product.CURRENT, "100.00", "EUR"), account(Product.CURRENT, "5")], {})
+    assert totals.aum_cny == Decimal("5.00")
+    assert totals.unconverted_currencies == frozenset({"EUR"})
+
+
+def test_money_arithmetic_stays_exact_in_decimal() -> None:
+    totals = customer_totals([account(Product.CURRENT, "0.10"), account(Product.FUND, "0.20")], {})
+    assert totals.aum_cny == Decimal("0.30")
+
+
+def test_the_daily_average_carries_values_forward_and_counts_days_before_history_as_zero() -> None:
+    today = date(2026, 11, 30)
+    history = [(date(2026, 11, 21), Decimal("300000"))]
+    # Ten days at 300,000 over a 30-day window.
+    assert average_daily_aum(history, today, 30) == Decimal("100000.00")
+
+
+def test_the_daily_average_uses_the_last_value_before_the_window() -> None:
+    today = date(2026, 11, 30)
+    history = [(date(2026, 9, 1), Decimal("60000")), (date(2026, 11, 16), Decimal("0"))]
+    # 15 days at 60,000 (carried in from September), then 15 days at zero.
+    assert average_daily_aum(history, today, 30) == Decimal("30000.00")
+
+
+def test_the_daily_average_rejects_an_empty_window() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        average_daily_aum([], date(2026, 1, 1), 0)
+
+
+@pytest.mark.parametrize(
+    ("written", "normal"),
+    [
+        ("110101 19900101 123x", "11010119900101123X"),
+        ("１１０１０１１９９００１０１１２３Ｘ", "11010119900101123X"),  # noqa: RUF001 full-width digits are the point
+        ("e1234-5678", "E12345678"),
+    ],
+)
+def test_identity_numbers_are_normalised_before_hashing(written: str, normal: str) -> None:
+    assert normalise_id_number(written) == normal
+
+
+def test_the_identity_hash_is_keyed_and_ignores_how_the_number_was_written() -> None:
+    protector = IdentityProtector("key-one")
+    assert protector.hash("resident_id", "110101 19900101 123x") == protector.hash("resident_id", "11010119900101123X")
+    assert protector.hash("resident_id", "11010119900101123X") != IdentityProtector("key-two").hash(
+        "resident_id", "11010119900101123X"
+    )
+    assert "123X" not in protector.hash("resident_id", "11010119900101123X")
+
+
+def test_identity_numbers_are_masked_but_for_the_last_four() -> None:
+    assert IdentityProtector.mask("110101199001011234") == "**************1234"
+    assert IdentityProtector.mask("12") == "**"
