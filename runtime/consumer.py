@@ -23,9 +23,24 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import BaseModel
 from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from contracts import EVENT_TYPES, CloudEvent, InvalidEvent, ParsedEvent, build_event, dlq_topic, parse_event
+from contracts import (
+    DLQ_AT_HEADER,
+    DLQ_GROUP_HEADER,
+    DLQ_OFFSET_HEADER,
+    DLQ_PARTITION_HEADER,
+    DLQ_REASON_HEADER,
+    DLQ_TOPIC_HEADER,
+    EVENT_TYPES,
+    CloudEvent,
+    InvalidEvent,
+    ParsedEvent,
+    build_event,
+    dlq_topic,
+    parse_event,
+)
 from runtime import metrics
 from runtime.clock import Clock
 from runtime.db import transaction
@@ -36,7 +51,26 @@ from runtime.transient import Backoff, is_transient
 
 log = logging.getLogger(__name__)
 
-DLQ_REASON = "c360-dlq-reason"
+DLQ_HEADERS = (
+    DLQ_REASON_HEADER,
+    DLQ_TOPIC_HEADER,
+    DLQ_PARTITION_HEADER,
+    DLQ_OFFSET_HEADER,
+    DLQ_GROUP_HEADER,
+    DLQ_AT_HEADER,
+)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A `.dlq` reason for a handler failure that repeats no event data.
+
+    SQLAlchemy errors render the statement's parameters (names, phones) in their text, so for
+    them only the error class and SQLSTATE are kept.
+    """
+    if isinstance(exc, SQLAlchemyError):
+        sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+        return f"handler failed: {type(exc).__name__}" + (f" (SQLSTATE {sqlstate})" if sqlstate else "")
+    return f"handler failed: {type(exc).__name__}: {exc}"
 
 
 @dataclass(frozen=True)
@@ -234,7 +268,7 @@ class BatchConsumer:
                         "consumer.event_failed",
                         extra={"group": self.group_id, "event_id": events[0].envelope.id},
                     )
-                    await self._dead_letter(events[0].record, f"handler failed: {type(exc).__name__}: {exc}")
+                    await self._dead_letter(events[0].record, failure_reason(exc))
                     return
                 log.warning(
                     "consumer.isolating_failure",
@@ -283,14 +317,14 @@ class BatchConsumer:
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
         """Send the original bytes to `<topic>.dlq`, retrying until the broker takes them."""
-        headers: Headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith("c360-dlq-")]
+        headers: Headers = [(k, v) for k, v in (record.headers or ()) if k not in DLQ_HEADERS]
         headers += [
-            (DLQ_REASON, reason[:1000].encode("utf-8", "replace")),
-            ("c360-dlq-topic", record.topic.encode()),
-            ("c360-dlq-partition", str(record.partition).encode()),
-            ("c360-dlq-offset", str(record.offset).encode()),
-            ("c360-dlq-group", self.group_id.encode()),
-            ("c360-dlq-at", datetime.now(UTC).isoformat().encode()),
+            (DLQ_REASON_HEADER, reason[:1000].encode("utf-8", "replace")),
+            (DLQ_TOPIC_HEADER, record.topic.encode()),
+            (DLQ_PARTITION_HEADER, str(record.partition).encode()),
+            (DLQ_OFFSET_HEADER, str(record.offset).encode()),
+            (DLQ_GROUP_HEADER, self.group_id.encode()),
+            (DLQ_AT_HEADER, datetime.now(UTC).isoformat().encode()),
         ]
         backoff = Backoff(self.settings.retry_initial_s, self.settings.retry_max_s)
         while True:

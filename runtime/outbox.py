@@ -100,11 +100,11 @@ class OutboxRelay:
                 self.healthy = True
                 backoff.reset()
             except Exception as exc:
-                if not is_transient(exc):
-                    log.exception("outbox.publish_failed", extra={"relay": self.name})
-                else:
+                if is_transient(exc):
                     log.warning("outbox.unavailable", extra={"relay": self.name, "error": repr(exc)})
-                metrics.TRANSIENT_FAILURES.labels(component="outbox").inc()
+                    metrics.TRANSIENT_FAILURES.labels(component="outbox").inc()
+                else:
+                    log.exception("outbox.publish_failed", extra={"relay": self.name})
                 self.healthy = False
                 await asyncio.sleep(backoff.next_delay())
                 continue
@@ -142,11 +142,15 @@ class OutboxRelay:
             ]
             await asyncio.gather(*deliveries)
             await session.execute(update(t).where(t.c.id.in_([row.id for row in rows])).values(published_at=func.now()))
+            # Rows left behind a full batch are the backlog; a short batch drained what was there.
+            backlog = 0
+            if len(rows) == self.settings.batch_size:
+                backlog = await session.scalar(select(func.count()).where(t.c.published_at.is_(None))) or 0
+        metrics.OUTBOX_BACKLOG.set(backlog)
         now = datetime.now(UTC)
         for row in rows:
             metrics.OUTBOX_PUBLISHED.labels(topic=row.topic).inc()
             metrics.OUTBOX_PUBLISH_SECONDS.observe(max(0.0, (now - row.created_at).total_seconds()))
-        metrics.OUTBOX_BACKLOG.set(len(rows) if len(rows) == self.settings.batch_size else 0)
         return len(rows)
 
     async def _purge_published(self) -> None:

@@ -21,7 +21,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
-from starlette.routing import Match
 
 from runtime import metrics
 from runtime.clock import Clock, SystemClock
@@ -196,18 +195,14 @@ class HttpMetricsMiddleware(BaseHTTPMiddleware):
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         started = time.perf_counter()
-        route = "unmatched"
-        for candidate in request.app.router.routes:
-            match, _ = candidate.matches(request.scope)
-            if match == Match.FULL:
-                route = getattr(candidate, "path", "unmatched")
-                break
         status = 500
         try:
             response = await call_next(request)
             status = response.status_code
             return response
         finally:
+            # The router records the route it matched in the shared scope.
+            route = getattr(request.scope.get("route"), "path", "unmatched")
             metrics.HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
             metrics.HTTP_SECONDS.labels(request.method, route).observe(time.perf_counter() - started)
 

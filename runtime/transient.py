@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -21,7 +19,8 @@ def is_transient(exc: BaseException) -> bool:
         return sqlstate in RETRYABLE_SQLSTATES
     if isinstance(exc, KafkaConnectionError | KafkaTimeoutError | NodeNotReadyError | RequestTimedOutError):
         return True
-    return isinstance(exc, ConnectionError | TimeoutError | asyncio.TimeoutError | OSError)
+    # OSError covers refused and reset connections; TimeoutError is asyncio's too.
+    return isinstance(exc, OSError | TimeoutError)
 
 
 class Backoff:

@@ -12,9 +12,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from sqlalchemy import Column, MetaData, Table, Text, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from contracts import BANK_ACCOUNTS, CloudEvent, dlq_topic
+from contracts import BANK_ACCOUNTS, DLQ_GROUP_HEADER, DLQ_REASON_HEADER, CloudEvent, dlq_topic
 from runtime.clock import SystemClock
-from runtime.consumer import DLQ_REASON, BatchConsumer, BatchContext, ConsumedEvent
+from runtime.consumer import BatchConsumer, BatchContext, ConsumedEvent
 from runtime.db import add_runtime_tables, create_engine, runtime_table, session_factory
 from runtime.kafka import header, make_producer
 from runtime.settings import ConsumerSettings
@@ -125,7 +125,7 @@ async def dead_letters(bootstrap: str, group_id: str, key: str, expected: int) -
             batch = await reader.getmany(timeout_ms=500)
             for records in batch.values():
                 found += [
-                    r for r in records if header(r.headers, "c360-dlq-group") == group_id and r.key == key.encode()
+                    r for r in records if header(r.headers, DLQ_GROUP_HEADER) == group_id and r.key == key.encode()
                 ]
     finally:
         await reader.stop()
@@ -151,7 +151,7 @@ async def test_malformed_and_invalid_events_go_to_the_dlq_and_the_events_behind_
 
     assert await harness.effects_for(ref) == [good.id]
     letters = await dead_letters(harness.bootstrap, group_id, ref, expected=2)
-    reasons = sorted(header(r.headers, DLQ_REASON) or "" for r in letters)
+    reasons = sorted(header(r.headers, DLQ_REASON_HEADER) or "" for r in letters)
     assert len(letters) == 2
     assert any("malformed JSON" in reason for reason in reasons)
     assert any("balance" in reason for reason in reasons)
@@ -222,7 +222,7 @@ async def test_a_poison_event_is_isolated_and_the_rest_of_its_batch_is_applied(h
     assert sorted(await harness.effects_for(ref)) == sorted([before.id, after.id])
     letters = await dead_letters(harness.bootstrap, group_id, ref, expected=1)
     assert len(letters) == 1
-    assert "cannot apply this customer" in (header(letters[0].headers, DLQ_REASON) or "")
+    assert "cannot apply this customer" in (header(letters[0].headers, DLQ_REASON_HEADER) or "")
 
 
 async def _has(harness: Harness, ref: str, event_id: str) -> bool:
