@@ -52,7 +52,9 @@ def account_opened(
     product: Product = Product.TIME_DEPOSIT,
     currency: str = "CNY",
     source: str = SOURCE,
+    at: datetime | None = None,
 ) -> CloudEvent:
+    """An account opening; `at` is the envelope time (default: now)."""
     data = AccountOpened(
         account_ref=account_ref,
         customer_ref=customer_ref,
@@ -60,7 +62,7 @@ def account_opened(
         currency=currency,
         opened_on=date(2026, 1, 5),
     )
-    return build_event(data, source=source)
+    return build_event(data, source=source, time=at)
 
 
 def account_balance(
@@ -72,7 +74,9 @@ def account_balance(
     currency: str = "CNY",
     source: str = SOURCE,
     as_of: datetime | None = None,
+    at: datetime | None = None,
 ) -> CloudEvent:
+    """A balance event; `at` is the envelope time (default: now)."""
     data = AccountBalance(
         account_ref=account_ref,
         customer_ref=customer_ref,
@@ -81,4 +85,4 @@ def account_balance(
         as_of=as_of or datetime.now(UTC),
         version=version,
     )
-    return build_event(data, source=source)
+    return build_event(data, source=source, time=at)

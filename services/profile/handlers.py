@@ -6,7 +6,7 @@ view changed gets exactly one `c360.profile.updated.v1` for the batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -18,7 +18,7 @@ from services.profile.identity import IdentityProtector
 from services.profile.store import ProfileStore, SourceRef
 
 AVERAGE_DAYS = 30
-Links = Mapping[SourceRef, str]
+Links = dict[SourceRef, str]
 Touch = Callable[[str, str, ConsumedEvent], None]
 
 
@@ -34,6 +34,7 @@ class ProfileHandler:
         now = ctx.clock.now()
         changed: dict[str, set[str]] = {}
         causes: dict[str, ConsumedEvent] = {}
+        event_times: dict[str, datetime] = {}
 
         refs: set[SourceRef] = set()
         for event in events:
@@ -44,12 +45,14 @@ class ProfileHandler:
         def touch(customer_id: str, what: str, event: ConsumedEvent) -> None:
             changed.setdefault(customer_id, set()).add(what)
             causes[customer_id] = event
+            seen = event_times.get(customer_id)
+            event_times[customer_id] = event.envelope.time if seen is None else max(seen, event.envelope.time)
 
         await self._apply_identity(store, events, links, touch)
         await self._apply_rates(store, events, touch)
         await self._apply_accounts(store, events, links, touch)
         if changed:
-            await self._recompute(ctx, store, changed, causes, now)
+            await self._recompute(ctx, store, changed, causes, event_times, now)
 
     async def _apply_identity(
         self, store: ProfileStore, events: Sequence[ConsumedEvent], links: Links, touch: Touch
@@ -114,6 +117,10 @@ class ProfileHandler:
         if not account_events:
             return
         states = await store.load_accounts(_account_key(e) for e in account_events)
+        # An account belongs to the customer it was opened for, even when a later event names
+        # another customer_ref: make sure those owners are linked too.
+        owners = {(state.source, state.customer_ref) for state in states.values()} - links.keys()
+        links.update(await store.link_customers(owners))
         dirty: dict[SourceRef, AccountState] = {}
         for event in account_events:
             data = event.data
@@ -133,6 +140,7 @@ class ProfileHandler:
         store: ProfileStore,
         changed: dict[str, set[str]],
         causes: dict[str, ConsumedEvent],
+        event_times: dict[str, datetime],
         now: datetime,
     ) -> None:
         today = now.astimezone(self.timezone).date()
@@ -142,7 +150,7 @@ class ProfileHandler:
         await store.record_daily_aum({cid: t.aum_cny for cid, t in totals.items()}, today)
         history = await store.daily_history(changed, today - timedelta(days=AVERAGE_DAYS - 1))
         averages = {cid: average_daily_aum(history[cid], today, AVERAGE_DAYS) for cid in changed}
-        await store.save_totals(totals, averages, now)
+        await store.save_totals(totals, averages, event_times, now)
         profiles = await store.profiles(changed)
         for customer_id in sorted(changed):
             t = totals[customer_id]

@@ -18,7 +18,9 @@ class Base(DeclarativeBase):
     metadata = service_metadata(SCHEMA)
 
 
-Money = Numeric(24, 4)
+#: Balances and rates are kept exactly as the source sent them (the contract bounds them to 18
+#: integer digits and 8 decimal places): unconstrained numeric, no rounding, scale preserved.
+Amount = Numeric()
 #: Figures in CNY are kept to the fen (0.01), as the bank reports them.
 Cny = Numeric(24, 2)
 
@@ -83,8 +85,8 @@ class Account(Base):
     opened_on: Mapped[date | None] = mapped_column(Date)
     closed_on: Mapped[date | None] = mapped_column(Date)
     maturity_date: Mapped[date | None] = mapped_column(Date)
-    interest_rate: Mapped[Decimal | None] = mapped_column(Numeric(12, 6))
-    balance: Mapped[Decimal | None] = mapped_column(Money)
+    interest_rate: Mapped[Decimal | None] = mapped_column(Amount)
+    balance: Mapped[Decimal | None] = mapped_column(Amount)
     balance_version: Mapped[int | None] = mapped_column(BigInteger)
     balance_as_of: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -96,7 +98,7 @@ class FxRate(Base):
     __tablename__ = "fx_rates"
 
     currency: Mapped[str] = mapped_column(Text, primary_key=True)
-    rate_to_cny: Mapped[Decimal] = mapped_column(Numeric(20, 8))
+    rate_to_cny: Mapped[Decimal] = mapped_column(Amount)
     as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

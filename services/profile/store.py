@@ -47,7 +47,6 @@ class ProfileStore:
         missing = [ref for ref in wanted if ref not in links]
         if missing:
             created = {ref: new_customer_id() for ref in missing}
-            await self.session.execute(insert(Customer), [{"customer_id": cid} for cid in created.values()])
             inserted = await self.session.execute(
                 insert(SourceRecord)
                 .values([{"source": s, "customer_ref": r, "customer_id": created[(s, r)]} for s, r in missing])
@@ -55,6 +54,9 @@ class ProfileStore:
                 .returning(SourceRecord.source, SourceRecord.customer_ref)
             )
             won = {(r.source, r.customer_ref) for r in inserted}
+            if won:
+                # Only the refs this transaction linked get a golden customer: no orphans.
+                await self.session.execute(insert(Customer), [{"customer_id": created[ref]} for ref in sorted(won)])
             links.update({ref: created[ref] for ref in won})
             lost = [ref for ref in missing if ref not in won]
             if lost:
@@ -178,8 +180,18 @@ class ProfileStore:
         )
         return set(rows.scalars())
 
-    async def save_totals(self, totals: Mapping[str, Totals], averages: Mapping[str, Decimal], at: datetime) -> None:
-        """Store each customer's money figures in one executemany."""
+    async def save_totals(
+        self,
+        totals: Mapping[str, Totals],
+        averages: Mapping[str, Decimal],
+        event_times: Mapping[str, datetime],
+        at: datetime,
+    ) -> None:
+        """Store each customer's money figures in one executemany.
+
+        `last_event_at` is the newest event time seen for the customer; a late event never
+        moves it back.
+        """
         if not totals:
             return
         await self.session.execute(
@@ -191,7 +203,7 @@ class ProfileStore:
                 aum_avg_30d_cny=bindparam("b_average"),
                 unconverted_currencies=bindparam("b_unconverted"),
                 updated_at=at,
-                last_event_at=at,
+                last_event_at=func.greatest(CUSTOMERS.c.last_event_at, bindparam("b_event_at")),
             ),
             [
                 {
@@ -200,6 +212,7 @@ class ProfileStore:
                     "b_liabilities": t.liabilities_cny,
                     "b_average": averages[customer_id],
                     "b_unconverted": sorted(t.unconverted_currencies),
+                    "b_event_at": event_times[customer_id],
                 }
                 for customer_id, t in sorted(totals.items())
             ],

@@ -30,8 +30,8 @@ def upgrade() -> None:
     sa.Column('opened_on', sa.Date(), nullable=True),
     sa.Column('closed_on', sa.Date(), nullable=True),
     sa.Column('maturity_date', sa.Date(), nullable=True),
-    sa.Column('interest_rate', sa.Numeric(precision=12, scale=6), nullable=True),
-    sa.Column('balance', sa.Numeric(precision=24, scale=4), nullable=True),
+    sa.Column('interest_rate', sa.Numeric(), nullable=True),
+    sa.Column('balance', sa.Numeric(), nullable=True),
     sa.Column('balance_version', sa.BigInteger(), nullable=True),
     sa.Column('balance_as_of', sa.DateTime(timezone=True), nullable=True),
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
@@ -65,7 +65,7 @@ def upgrade() -> None:
     )
     op.create_table('fx_rates',
     sa.Column('currency', sa.Text(), nullable=False),
-    sa.Column('rate_to_cny', sa.Numeric(precision=20, scale=8), nullable=False),
+    sa.Column('rate_to_cny', sa.Numeric(), nullable=False),
     sa.Column('as_of', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('currency', name=op.f('pk_fx_rates')),
     schema='profile'
