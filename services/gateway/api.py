@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
@@ -14,6 +15,7 @@ from services.gateway.clients import Upstreams
 from services.gateway.store import record_read
 from services.gateway.views import Customer360, customer_360
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["customers"])
 
 READERS = (Role.RM, Role.SUPERVISOR, Role.ANALYST, Role.ADMIN)
@@ -34,21 +36,38 @@ UpstreamsDep = Annotated[Upstreams, Depends(upstreams)]
 
 
 async def _audited_view(
-    runtime: ServiceRuntime, clients: Upstreams, principal: Principal, profile_path: str, route: str
+    runtime: ServiceRuntime,
+    clients: Upstreams,
+    principal: Principal,
+    *,
+    profile_path: str,
+    route: str,
+    requested_customer_id: str | None,
 ) -> Customer360:
+    """Assemble a view and audit the read, whatever its outcome.
+
+    A view is only returned once its read is durably audited. A failed read is audited with its
+    status; if that audit write fails too, the caller still gets the original error.
+    """
     require(principal, *READERS)
-    status = 200
-    customer_id: str | None = None
     try:
         view = await customer_360(clients, principal, profile_path, runtime.extras["unmasked_roles"])
-        customer_id = view.customer_id
-        return view
-    except ProblemError as exc:
-        status = exc.status
+    except Exception as exc:
+        status = exc.status if isinstance(exc, ProblemError) else 500
+        try:
+            await _audit(runtime, principal, requested_customer_id, route, status)
+        except Exception:
+            log.exception("audit.write_failed", extra={"route": route, "status": status})
         raise
-    finally:
-        async with transaction(runtime.sessions) as session:
-            await record_read(session, principal, customer_id or profile_path.rsplit("/", 1)[-1], route, status)
+    await _audit(runtime, principal, view.customer_id, route, 200)
+    return view
+
+
+async def _audit(
+    runtime: ServiceRuntime, principal: Principal, customer_id: str | None, route: str, status: int
+) -> None:
+    async with transaction(runtime.sessions) as session:
+        await record_read(session, principal, customer_id, route, status)
 
 
 @router.get(
@@ -66,7 +85,12 @@ async def get_customer(
     clients: UpstreamsDep,
 ) -> Customer360:
     return await _audited_view(
-        runtime, clients, principal, f"/internal/customers/{customer_id}", "/v1/customers/{customer_id}"
+        runtime,
+        clients,
+        principal,
+        profile_path=f"/internal/customers/{customer_id}",
+        route="/v1/customers/{customer_id}",
+        requested_customer_id=customer_id,
     )
 
 
@@ -87,6 +111,7 @@ async def get_customer_by_ref(
         runtime,
         clients,
         principal,
-        f"/internal/customers/by-ref/{source}/{customer_ref}",
-        "/v1/customers/by-ref/{source}/{customer_ref}",
+        profile_path=f"/internal/customers/by-ref/{source}/{customer_ref}",
+        route="/v1/customers/by-ref/{source}/{customer_ref}",
+        requested_customer_id=None,
     )

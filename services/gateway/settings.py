@@ -14,7 +14,10 @@ class GatewayConfig(BaseModel):
     scoring_url: str = Field(default="http://127.0.0.1:8002", description="Scoring service base URL.")
     engagement_url: str = Field(default="http://127.0.0.1:8003", description="Engagement service base URL.")
     upstream_timeout_s: float = Field(default=3.0, gt=0, description="Timeout for each call to a service.")
-    unmasked_roles: list[str] = Field(default=["admin"], description="Roles that see identity numbers and phones.")
+    unmasked_roles: list[str] = Field(
+        default=["admin"],
+        description="Roles that see phones and e-mails in clear (identity numbers are only ever kept masked).",
+    )
     token_ttl_minutes: int = Field(default=480, ge=1, description="Lifetime of tokens printed by `c360 token`.")
 
 
