@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "topics":
         from c360.platform import create_topics
 
-        created = create_topics(settings.kafka_bootstrap_servers, settings.topic_partitions)
+        created = create_topics(
+            settings.kafka_bootstrap_servers, settings.topic_partitions, settings.topic_replication_factor
+        )
         print(f"created {len(created)} topics")
         return 0
     if args.command == "demo":
@@ -101,6 +103,11 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def configured_bootstrap(settings: RuntimeSettings) -> str | None:
+    """The broker the environment names (under either accepted name), or None for the embedded one."""
+    return settings.kafka_bootstrap_servers if "kafka_bootstrap_servers" in settings.model_fields_set else None
+
+
 def _up(settings: RuntimeSettings, *, demo: bool, customers: int) -> int:
     from c360.embedded import EmbeddedBroker, EmbeddedPostgres
     from c360.platform import ServiceProcesses, create_topics, default_ports, migrate_all, service_env
@@ -111,14 +118,14 @@ def _up(settings: RuntimeSettings, *, demo: bool, customers: int) -> int:
     postgres: EmbeddedPostgres | None = None
     broker: EmbeddedBroker | None = None
     services: ServiceProcesses | None = None
-    stopping = False
 
-    def request_stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    # Ctrl-C and SIGTERM stop the platform at any point, start-up included; they are handled
+    # explicitly because a shell may start a background job with SIGINT ignored.
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
     try:
         database_url = settings.database_url
         if not database_url:
@@ -127,15 +134,15 @@ def _up(settings: RuntimeSettings, *, demo: bool, customers: int) -> int:
             print(f"postgres    embedded, data in {postgres.pgdata}")
         else:
             print("postgres    from DATABASE_URL")
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        if not bootstrap:
-            broker = EmbeddedBroker(int(os.environ.get("C360_BROKER_PORT", "9092")), data_dir / "tansu.log")
+        bootstrap = configured_bootstrap(settings)
+        if bootstrap is not None:
+            print(f"kafka       {bootstrap}")
+        else:
+            broker = EmbeddedBroker(settings.broker_port, data_dir / "tansu.log")
             bootstrap = broker.start()
             print(f"kafka       embedded Tansu (memory storage) on {bootstrap}")
-        else:
-            print(f"kafka       {bootstrap}")
         migrate_all(database_url)
-        created = create_topics(bootstrap, settings.topic_partitions)
+        created = create_topics(bootstrap, settings.topic_partitions, settings.topic_replication_factor)
         print(f"topics      {len(created)} created, {settings.topic_partitions} partitions each")
         ports = default_ports()
         env = service_env(dict(os.environ), database_url=database_url, bootstrap_servers=bootstrap, ports=ports)
@@ -155,12 +162,10 @@ def _up(settings: RuntimeSettings, *, demo: bool, customers: int) -> int:
             count = asyncio.run(stream_demo_bank(bootstrap, customers, seed=7))
             print(f"demo        streamed {count} events for {customers} customers")
         print("press Ctrl-C to stop")
-        while not stopping:
-            for name, process in list(services.processes.items()):
-                if process.poll() is not None:
-                    print(f"{name} exited with code {process.returncode}; stopping", file=sys.stderr)
-                    stopping = True
+        while not (exited := services.exited()):
             time.sleep(0.5)
+        for name, code in exited.items():
+            print(f"{name} exited with code {code}; stopping", file=sys.stderr)
     except KeyboardInterrupt:
         pass
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -46,8 +45,12 @@ def migrate_all(database_url: str) -> None:
         migrations.upgrade(service.migrations_package, database_url)
 
 
-def create_topics(bootstrap_servers: str, partitions: int) -> list[str]:
-    return asyncio.run(ensure_topics(bootstrap_servers, platform_topics(), partitions=partitions))
+def create_topics(bootstrap_servers: str, partitions: int, replication_factor: int = 1) -> list[str]:
+    return asyncio.run(
+        ensure_topics(
+            bootstrap_servers, platform_topics(), partitions=partitions, replication_factor=replication_factor
+        )
+    )
 
 
 def service_env(
@@ -91,6 +94,10 @@ class ServiceProcesses:
             start_new_session=True,
         )
 
+    def exited(self) -> dict[str, int]:
+        """The services whose process has ended, with their exit codes."""
+        return {name: code for name, p in self.processes.items() if (code := p.poll()) is not None}
+
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
@@ -125,4 +132,15 @@ class ServiceProcesses:
 
 
 def default_ports() -> dict[str, int]:
-    return {s.name: int(os.environ.get(f"C360_{s.name.upper()}__PORT", s.port)) for s in SERVICES}
+    """Each service's port as its own settings read it (`C360_<NAME>__PORT`, or its default)."""
+    from services.engagement.settings import EngagementSettings
+    from services.gateway.settings import GatewaySettings
+    from services.profile.settings import ProfileSettings
+    from services.scoring.settings import ScoringSettings
+
+    return {
+        "profile": ProfileSettings().profile.port,
+        "scoring": ScoringSettings().scoring.port,
+        "engagement": EngagementSettings().engagement.port,
+        "gateway": GatewaySettings().gateway.port,
+    }

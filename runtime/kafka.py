@@ -40,7 +40,9 @@ def platform_topics() -> list[str]:
     return topics
 
 
-async def ensure_topics(bootstrap_servers: str, topics: Iterable[str], *, partitions: int) -> list[str]:
+async def ensure_topics(
+    bootstrap_servers: str, topics: Iterable[str], *, partitions: int, replication_factor: int = 1
+) -> list[str]:
     """Create the topics that do not exist yet; returns the ones created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="c360-admin")
     await admin.start()
@@ -49,7 +51,7 @@ async def ensure_topics(bootstrap_servers: str, topics: Iterable[str], *, partit
         missing = [t for t in topics if t not in existing]
         if missing:
             await admin.create_topics(
-                [NewTopic(name=t, num_partitions=partitions, replication_factor=1) for t in missing]
+                [NewTopic(name=t, num_partitions=partitions, replication_factor=replication_factor) for t in missing]
             )
             log.info("topics.created", extra={"topics": missing, "partitions": partitions})
         return missing

@@ -57,12 +57,12 @@ class RuntimeSettings(BaseSettings):
         description="PostgreSQL URL; `postgresql://` is used through asyncpg.",
     )
     topic_partitions: int = Field(default=6, ge=1, description="Partitions for topics the platform creates.")
+    topic_replication_factor: int = Field(
+        default=1, ge=1, description="Replication factor for topics the platform creates (3 on a real cluster)."
+    )
+    broker_port: int = Field(default=9092, description="Port of the embedded broker that `c360 up` starts.")
     log_level: str = Field(default="INFO", description="Root log level.")
     log_format: str = Field(default="json", description="`json` or `text`.")
-
-    def async_database_url(self) -> str:
-        """The database URL with the asyncpg driver SQLAlchemy needs."""
-        return to_async_url(self.database_url)
 
 
 def development_secret(data_dir: Path, name: str = DEV_SECRET_FILE) -> str:
