@@ -8,10 +8,10 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from contracts import BANK_ACCOUNTS
+from contracts import BANK_ACCOUNTS, BANK_CUSTOMERS
 from runtime.db import create_engine
 from services.gateway.auth import Role
-from tests.builders import account_balance, account_opened, unique_ref
+from tests.builders import account_balance, account_opened, customer_upserted, unique_ref
 from tests.e2e.conftest import Platform
 from tests.e2e.flows import poll, produce
 
@@ -89,3 +89,31 @@ async def test_every_read_of_a_customer_is_audited_with_its_outcome(platform: Pl
     audited = [tuple(r) for r in rows]
     assert ("test-analyst", "analyst", missing_id, "/v1/customers/{customer_id}", 404) in audited
     assert ("test-analyst", "analyst", None, "/v1/customers/by-ref/{source}/{customer_ref}", 404) in audited
+
+
+async def test_roles_see_their_scope_and_phones_masked_but_for_admin(platform: Platform, topics: str) -> None:
+    ref = unique_ref("SCOPE")
+    await produce(
+        topics,
+        [
+            (BANK_CUSTOMERS, customer_upserted(ref, branch_id="BR11", phone="13912345678")),
+            (BANK_ACCOUNTS, account_opened(ref, f"{ref}-S1")),
+            (BANK_ACCOUNTS, account_balance(ref, f"{ref}-S1", "10.00")),
+        ],
+    )
+    path = f"/v1/customers/by-ref/core-deposits/{ref}"
+
+    def phone(role: Role, **claims: str) -> tuple[int, str | None]:
+        response = httpx.get(platform.gateway + path, headers=platform.headers(role, **claims), timeout=5)
+        body = response.json()
+        return response.status_code, body["source_records"][0]["phone"] if response.status_code == 200 else None
+
+    poll(
+        lambda: httpx.get(platform.gateway + path, headers=platform.headers(Role.ADMIN), timeout=5),
+        lambda r: r.status_code == 200 and bool(r.json()["source_records"][0]["full_name"]),
+    )
+    assert phone(Role.ADMIN) == (200, "13912345678")
+    assert phone(Role.ANALYST) == (200, "139******78")
+    assert phone(Role.SUPERVISOR, branch_id="BR11") == (200, "139******78")
+    assert phone(Role.SUPERVISOR, branch_id="BR12") == (404, None)
+    assert phone(Role.RM, rm_id="RM-1") == (404, None)
