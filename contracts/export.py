@@ -20,12 +20,7 @@ from pydantic.json_schema import models_json_schema
 from contracts.envelope import CloudEvent
 from contracts.registry import (
     ALL_TOPICS,
-    DLQ_AT_HEADER,
-    DLQ_GROUP_HEADER,
-    DLQ_OFFSET_HEADER,
-    DLQ_PARTITION_HEADER,
-    DLQ_REASON_HEADER,
-    DLQ_TOPIC_HEADER,
+    DLQ_HEADERS,
     EVENT_TYPES,
     INBOUND_TOPICS,
     EventSpec,
@@ -38,15 +33,6 @@ SCHEMA_ID_PREFIX: Final = "urn:c360:schema:"
 STRUCTURED_CLOUDEVENT: Final = "application/cloudevents+json"
 KAFKA_BINDING_VERSION: Final = "0.5.0"
 DEAD_LETTER: Final = "dead-letter"
-
-DLQ_HEADERS: Final = {
-    DLQ_REASON_HEADER: "Why the message was refused: the field path and the broken rule, at most 1000 characters.",
-    DLQ_TOPIC_HEADER: "The topic the message was consumed from.",
-    DLQ_PARTITION_HEADER: "The partition it was consumed from, in decimal.",
-    DLQ_OFFSET_HEADER: "Its offset in that partition, in decimal.",
-    DLQ_GROUP_HEADER: "The consumer group that refused it.",
-    DLQ_AT_HEADER: "When it was dead-lettered, RFC 3339.",
-}
 
 
 def render_all() -> dict[str, str]:

@@ -77,6 +77,16 @@ DLQ_OFFSET_HEADER: Final = "c360-dlq-offset"
 DLQ_GROUP_HEADER: Final = "c360-dlq-group"
 DLQ_AT_HEADER: Final = "c360-dlq-at"
 
+#: The headers a `.dlq` message carries besides the original ones, with what each holds.
+DLQ_HEADERS: Final = {
+    DLQ_REASON_HEADER: "Why the message was refused: the field path and the broken rule, at most 1000 characters.",
+    DLQ_TOPIC_HEADER: "The topic the message was consumed from.",
+    DLQ_PARTITION_HEADER: "The partition it was consumed from, in decimal.",
+    DLQ_OFFSET_HEADER: "Its offset in that partition, in decimal.",
+    DLQ_GROUP_HEADER: "The consumer group that refused it.",
+    DLQ_AT_HEADER: "When it was dead-lettered, RFC 3339.",
+}
+
 MAX_REASON_LENGTH: Final = 1000
 
 

@@ -29,11 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from contracts import (
     DLQ_AT_HEADER,
     DLQ_GROUP_HEADER,
+    DLQ_HEADERS,
     DLQ_OFFSET_HEADER,
     DLQ_PARTITION_HEADER,
     DLQ_REASON_HEADER,
     DLQ_TOPIC_HEADER,
     EVENT_TYPES,
+    MAX_REASON_LENGTH,
     CloudEvent,
     InvalidEvent,
     ParsedEvent,
@@ -50,15 +52,6 @@ from runtime.settings import ConsumerSettings
 from runtime.transient import Backoff, is_transient
 
 log = logging.getLogger(__name__)
-
-DLQ_HEADERS = (
-    DLQ_REASON_HEADER,
-    DLQ_TOPIC_HEADER,
-    DLQ_PARTITION_HEADER,
-    DLQ_OFFSET_HEADER,
-    DLQ_GROUP_HEADER,
-    DLQ_AT_HEADER,
-)
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -319,7 +312,7 @@ class BatchConsumer:
         """Send the original bytes to `<topic>.dlq`, retrying until the broker takes them."""
         headers: Headers = [(k, v) for k, v in (record.headers or ()) if k not in DLQ_HEADERS]
         headers += [
-            (DLQ_REASON_HEADER, reason[:1000].encode("utf-8", "replace")),
+            (DLQ_REASON_HEADER, reason[:MAX_REASON_LENGTH].encode("utf-8", "replace")),
             (DLQ_TOPIC_HEADER, record.topic.encode()),
             (DLQ_PARTITION_HEADER, str(record.partition).encode()),
             (DLQ_OFFSET_HEADER, str(record.offset).encode()),
