@@ -15,9 +15,12 @@ from contracts.inbound import (
     TransactionPosted,
 )
 from contracts.outbound import (
+    AccountSummary,
+    Behaviour,
     CustomerErased,
     CustomerMerged,
     CustomerSplit,
+    Interactions,
     ProfileUpdated,
     ScoreReason,
     ScoreUpdated,
@@ -25,6 +28,7 @@ from contracts.outbound import (
     SourceRecord,
     TaskEvent,
     TierChanged,
+    TransactionWindow,
 )
 from contracts.registry import (
     ACCOUNT_BALANCE,
@@ -141,6 +145,8 @@ __all__ = [
     "AccountClosed",
     "AccountOpened",
     "AccountSnapshot",
+    "AccountSummary",
+    "Behaviour",
     "CalendarDate",
     "Channel",
     "CloudEvent",
@@ -157,6 +163,7 @@ __all__ = [
     "IdType",
     "InteractionKind",
     "InteractionRecorded",
+    "Interactions",
     "InvalidEvent",
     "Money",
     "NonNegativeRate",
@@ -176,6 +183,7 @@ __all__ = [
     "TierChanged",
     "Timestamp",
     "TransactionPosted",
+    "TransactionWindow",
     "build_event",
     "dlq_topic",
     "parse_event",

@@ -8,9 +8,11 @@ from pydantic import Field, StrictBool
 
 from contracts.types import (
     CalendarDate,
+    Channel,
     ContractModel,
     Currency,
     Money,
+    NonNegativeRate,
     Product,
     Ref,
     TaskStatus,
@@ -20,6 +22,58 @@ from contracts.types import (
 
 _CUSTOMER_ID = "The golden customer id assigned by the platform."
 _AccountCount = Annotated[int, Field(ge=0, strict=True)]
+
+
+class AccountSummary(ContractModel):
+    """One account of the customer as the profile holds it, with its balance in CNY."""
+
+    source: Ref = Field(description="The source system that holds the account.")
+    account_ref: Ref = Field(description="The account id within that source system.")
+    product: Product = Field(description="The product of the account.")
+    status: Literal["open", "closed"] = Field(description="Whether the account is open or closed.")
+    currency: Currency | None = Field(default=None, description="Currency of the balance.")
+    balance: Money | None = Field(
+        default=None, description="Latest balance in the account's currency; on liability products the amount owed."
+    )
+    balance_cny: Money | None = Field(
+        default=None, description="The balance in CNY at the latest rate; null while no rate is known."
+    )
+    opened_on: CalendarDate | None = Field(default=None, description="Day the account was opened.")
+    closed_on: CalendarDate | None = Field(default=None, description="Day the account was closed.")
+    maturity_date: CalendarDate | None = Field(default=None, description="Maturity of a deposit, product or loan.")
+
+
+class TransactionWindow(ContractModel):
+    """Transaction behaviour over the last `days` days, amounts in CNY."""
+
+    days: _AccountCount = Field(description="Length of the window in days, such as 30 or 90.")
+    count: _AccountCount = Field(description="Number of posted transactions.")
+    credit_count: _AccountCount = Field(description="Number of credits (money in).")
+    debit_count: _AccountCount = Field(description="Number of debits (money out).")
+    credit_cny: Money = Field(description="Sum of credits in CNY.")
+    debit_cny: Money = Field(description="Sum of debits in CNY.")
+    external_outflow_cny: Money = Field(description="Sum of debits to external counterparties (other banks) in CNY.")
+    by_channel: dict[Channel, _AccountCount] = Field(description="Number of transactions per channel.")
+    branch_share: NonNegativeRate = Field(description="Share of transactions made at the counter (`branch`), 0 to 1.")
+
+
+class Behaviour(ContractModel):
+    """How the customer has used the accounts lately."""
+
+    last_30d: TransactionWindow = Field(description="The last 30 days.")
+    last_90d: TransactionWindow = Field(description="The last 90 days.")
+    last_transaction_at: Timestamp | None = Field(default=None, description="When the newest transaction was posted.")
+
+
+class Interactions(ContractModel):
+    """The customer's contacts with the bank."""
+
+    last_contact_at: Timestamp | None = Field(default=None, description="The newest visit, call or survey.")
+    open_complaints: _AccountCount = Field(description="Complaints recorded and not yet resolved.")
+    last_complaint_at: Timestamp | None = Field(default=None, description="When the newest complaint was recorded.")
+    last_satisfaction: Annotated[int, Field(ge=1, le=5, strict=True)] | None = Field(
+        default=None, description="The newest satisfaction score, 1 to 5."
+    )
 
 
 class ProfileUpdated(ContractModel):
@@ -43,6 +97,18 @@ class ProfileUpdated(ContractModel):
     )
     unconverted_currencies: list[Currency] | None = Field(
         default=None, description="Currencies held for which no CNY rate is known yet, so left out of the totals."
+    )
+    accounts: list[AccountSummary] | None = Field(
+        default=None, description="The customer's open and closed accounts with balances in CNY."
+    )
+    behaviour: Behaviour | None = Field(default=None, description="Transaction behaviour over 30 and 90 days.")
+    interactions: Interactions | None = Field(default=None, description="Contacts, complaints and satisfaction.")
+    customer_since: CalendarDate | None = Field(
+        default=None,
+        description="When the relationship began: the earliest onboarding or account opening.",
+    )
+    tag_reasons: dict[Ref, Text] | None = Field(
+        default=None, description="For each tag, the rule that set it, readable by an RM."
     )
 
 
