@@ -44,3 +44,8 @@ HTTP_SECONDS = Histogram(
     ["method", "route"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+JOB_ROUNDS = Counter(
+    "c360_job_rounds_total",
+    "Rounds of periodic jobs by outcome (done, skipped, transient, failed).",
+    ["job", "outcome"],
+)

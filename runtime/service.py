@@ -24,12 +24,13 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 
 from runtime import metrics
 from runtime.clock import Clock, SystemClock
-from runtime.consumer import BatchConsumer, Handler
+from runtime.consumer import BatchConsumer, BatchContext, Handler
 from runtime.db import create_engine, runtime_table, session_factory, transaction
 from runtime.errors import install_problem_handlers
+from runtime.jobs import JobRunner, PeriodicJob
 from runtime.kafka import make_producer
 from runtime.logging import configure_logging
-from runtime.outbox import OutboxRelay
+from runtime.outbox import OutboxRelay, write_outbox
 from runtime.settings import ConsumerSettings, OutboxSettings, RuntimeSettings
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class ServiceSpec:
     on_start: Callable[[ServiceRuntime], Awaitable[None]] | None = None
     on_stop: Callable[[ServiceRuntime], Awaitable[None]] | None = None
     openapi_tags: list[dict[str, Any]] | None = None
+    jobs: Sequence[PeriodicJob] = ()
 
 
 @dataclass
@@ -75,6 +77,7 @@ class ServiceRuntime:
     consumer: BatchConsumer | None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    jobs: dict[str, JobRunner] = field(default_factory=dict)
 
     @property
     def clock(self) -> Clock:
@@ -114,6 +117,16 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def get_publisher(session: SessionDep, runtime: RuntimeDep) -> AsyncIterator[BatchContext]:
+    """A request's way to publish: events queued on it reach the outbox in the request's transaction."""
+    context = BatchContext(session=session, clock=runtime.clock, source=runtime.spec.name)
+    yield context
+    await write_outbox(session, runtime.relay.table, context.outbox)
+
+
+PublisherDep = Annotated[BatchContext, Depends(get_publisher)]
 
 
 async def _start_producer(producer: AIOKafkaProducer, name: str) -> None:
@@ -162,18 +175,33 @@ def build_lifespan(spec: ServiceSpec) -> Callable[[FastAPI], contextlib.Abstract
                 on_committed=relay.wake,
             )
         runtime = ServiceRuntime(spec, engine, sessions, producer, relay, consumer)
+        runtime.jobs = {
+            job.name: JobRunner(
+                service=spec.name,
+                job=job,
+                sessions=sessions,
+                outbox_table=relay.table,
+                clock=spec.clock,
+                on_committed=relay.wake,
+            )
+            for job in spec.jobs
+        }
         app.state.runtime = runtime
         if spec.on_start is not None:
             await spec.on_start(runtime)
         runtime.tasks.append(asyncio.create_task(relay.run(), name=f"{spec.name}-relay"))
         if consumer is not None:
             runtime.tasks.append(asyncio.create_task(consumer.run(), name=f"{spec.name}-consumer"))
+        for name, runner in runtime.jobs.items():
+            runtime.tasks.append(asyncio.create_task(runner.run(), name=f"{spec.name}-job-{name}"))
         log.info("service.started", extra={"service": spec.name})
         try:
             yield
         finally:
             if consumer is not None:
                 consumer.stop()
+            for runner in runtime.jobs.values():
+                runner.stop()
             relay.stop()
             done, pending = await asyncio.wait(runtime.tasks, timeout=15)
             for task in pending:
