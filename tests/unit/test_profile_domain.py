@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 
-from contracts import AccountBalance, AccountClosed, AccountOpened, Product
-from services.profile.domain import AccountState, apply_account_event, average_daily_aum, customer_totals
-from services.profile.identity import IdentityProtector, normalise_id_number
+from contracts import AccountBalance, AccountClosed, AccountOpened, AccountSnapshot, IdType, Product
+from services.profile.domain import (
+    AccountState,
+    apply_account_event,
+    apply_snapshot,
+    average_daily_aum,
+    average_of,
+    customer_totals,
+    daily_aum,
+    snapshot_difference,
+)
+from services.profile.identity import IdentityProtector, blocked_reason, canonical_id_number, normalise_id_number
+from services.profile.settings import DEFAULT_IDENTITY_BLOCKLIST
 
 AT = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
 
@@ -164,3 +175,86 @@ def test_the_identity_hash_is_keyed_and_ignores_how_the_number_was_written() -> 
 def test_identity_numbers_are_masked_but_for_the_last_four() -> None:
     assert IdentityProtector.mask("110101199001011234") == "**************1234"
     assert IdentityProtector.mask("12") == "**"
+
+
+def test_a_first_generation_15_digit_resident_id_matches_its_18_digit_form() -> None:
+    # The standard's own worked example: 110105 491231 002 is 11010519491231002X.
+    assert canonical_id_number(IdType.RESIDENT_ID, "110105491231002") == "11010519491231002X"
+    protector = IdentityProtector("key")
+    assert protector.hash(IdType.RESIDENT_ID, "110105 491231 002") == protector.hash(
+        IdType.RESIDENT_ID, "11010519491231002x"
+    )
+    # Other documents are never rewritten.
+    assert canonical_id_number(IdType.PASSPORT, "110105491231002") == "110105491231002"
+
+
+@pytest.mark.parametrize(
+    ("number", "reason"),
+    [
+        ("000000000000000000", "repeats one character"),
+        ("  ", "empty"),
+        ("123456789012345678", "blocklist"),
+        ("1234 5678 9012 3456 78", "blocklist"),
+    ],
+)
+def test_junk_and_blocklisted_identity_numbers_never_merge(number: str, reason: str) -> None:
+    found = blocked_reason(canonical_id_number(IdType.RESIDENT_ID, number), DEFAULT_IDENTITY_BLOCKLIST)
+    assert found is not None
+    assert reason in found
+
+
+def test_a_real_identity_number_is_not_blocked() -> None:
+    assert blocked_reason("11010519491231002X", DEFAULT_IDENTITY_BLOCKLIST) is None
+
+
+def snapshot(amount: str, day: date) -> AccountSnapshot:
+    return AccountSnapshot(
+        business_date=day, account_ref="A1", customer_ref="C1", balance=Decimal(amount), currency="CNY"
+    )
+
+
+def test_a_snapshot_settles_the_balance_of_its_day_and_later_balances_of_that_day_are_ignored() -> None:
+    state = apply_account_event(None, "core", opened())
+    state = apply_account_event(state, "core", balance("100.00", 1), date(2026, 11, 1))
+    settled = apply_snapshot(state, "core", snapshot("90.00", date(2026, 11, 1)), date(2026, 11, 1))
+    assert (settled.balance, settled.snapshot_on) == (Decimal("90.00"), date(2026, 11, 1))
+    # A higher version for the settled day does not override the core system's figure...
+    assert apply_account_event(settled, "core", balance("120.00", 2), date(2026, 11, 1)) == settled
+    # ...but a balance of the next day does.
+    assert apply_account_event(settled, "core", balance("120.00", 2), date(2026, 11, 2)).balance == Decimal("120.00")
+
+
+def test_a_snapshot_older_than_the_current_balance_does_not_replace_it() -> None:
+    state = apply_account_event(apply_account_event(None, "core", opened()), "core", balance("500.00", 3))
+    settled = apply_snapshot(state, "core", snapshot("90.00", date(2026, 10, 30)), date(2026, 11, 1))
+    assert settled.balance == Decimal("500.00")
+    assert settled.snapshot_on == date(2026, 10, 30)
+
+
+def test_a_snapshot_difference_is_the_snapshot_minus_the_running_balance() -> None:
+    assert snapshot_difference(Decimal("100.00"), Decimal("90.00")) == Decimal("-10.00")
+    assert snapshot_difference(Decimal("90.00"), Decimal("90.0")) is None
+    assert snapshot_difference(None, Decimal("90.00")) is None
+
+
+def test_daily_aum_sums_accounts_day_by_day_with_closing_and_unconverted_currencies() -> None:
+    today = date(2026, 11, 30)
+    deposit = replace(account(Product.TIME_DEPOSIT, "0"), account_ref="D")
+    usd = replace(account(Product.FUND, "0", currency="USD"), account_ref="U")
+    closed = replace(account(Product.CURRENT, "0"), account_ref="X", status="closed", closed_on=date(2026, 11, 29))
+    card = replace(account(Product.CREDIT_CARD, "0"), account_ref="K")
+    history = {
+        ("core", "D"): [(date(2026, 11, 1), Decimal("1000")), (date(2026, 11, 29), Decimal("3000"))],
+        ("core", "U"): [(date(2026, 11, 1), Decimal("10"))],
+        ("core", "X"): [(date(2026, 11, 28), Decimal("500"))],
+        ("core", "K"): [(date(2026, 11, 1), Decimal("800"))],  # owed: a liability, never AUM
+    }
+    without_rate = dict(daily_aum([deposit, usd, closed, card], history, {}, today, 3))
+    assert without_rate == {
+        date(2026, 11, 28): Decimal("1500.00"),
+        date(2026, 11, 29): Decimal("3000.00"),  # the current account closed that day
+        date(2026, 11, 30): Decimal("3000.00"),
+    }
+    with_rate = dict(daily_aum([deposit, usd, closed, card], history, {"USD": Decimal("7.1")}, today, 3))
+    assert with_rate[date(2026, 11, 30)] == Decimal("3071.00")
+    assert average_of(list(with_rate.items())) == Decimal("2571.00")
