@@ -9,10 +9,18 @@ from decimal import Decimal
 from contracts import (
     AccountBalance,
     AccountOpened,
+    AccountSnapshot,
+    Channel,
     CloudEvent,
+    Counterparty,
     CustomerUpserted,
+    Direction,
+    FxRate,
     IdType,
+    InteractionKind,
+    InteractionRecorded,
     Product,
+    TransactionPosted,
     build_event,
 )
 
@@ -23,26 +31,37 @@ def unique_ref(prefix: str = "T") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12].upper()}"
 
 
+def unique_id_number() -> str:
+    """A resident id number no other test uses, so unrelated test customers never merge."""
+    return "4401" + str(uuid.uuid4().int)[:13] + "7"
+
+
 def customer_upserted(
     customer_ref: str,
     *,
     source: str = SOURCE,
     full_name: str = "Wang Wei",
-    id_number: str = "110101199001011234",
+    id_number: str | None = None,
     branch_id: str = "BR01",
     phone: str | None = "13800001234",
+    email: str | None = None,
     marketing_consent: bool = True,
+    id_type: IdType = IdType.RESIDENT_ID,
+    birth_date: date | None = None,
+    at: datetime | None = None,
 ) -> CloudEvent:
     data = CustomerUpserted(
         customer_ref=customer_ref,
         full_name=full_name,
-        id_type=IdType.RESIDENT_ID,
-        id_number=id_number,
+        id_type=id_type,
+        id_number=id_number or unique_id_number(),
         branch_id=branch_id,
         phone=phone,
+        email=email,
+        birth_date=birth_date,
         marketing_consent=marketing_consent,
     )
-    return build_event(data, source=source)
+    return build_event(data, source=source, time=at)
 
 
 def account_opened(
@@ -86,3 +105,66 @@ def account_balance(
         version=version,
     )
     return build_event(data, source=source, time=at)
+
+
+def account_snapshot(
+    customer_ref: str, account_ref: str, balance: str, business_date: date, *, source: str = SOURCE
+) -> CloudEvent:
+    data = AccountSnapshot(
+        business_date=business_date,
+        account_ref=account_ref,
+        customer_ref=customer_ref,
+        balance=Decimal(balance),
+        currency="CNY",
+    )
+    return build_event(data, source=source)
+
+
+def transaction_posted(
+    customer_ref: str,
+    account_ref: str,
+    amount: str,
+    *,
+    direction: Direction = Direction.DEBIT,
+    channel: Channel = Channel.MOBILE,
+    counterparty: Counterparty = Counterparty.INTERNAL,
+    posted_at: datetime | None = None,
+    source: str = SOURCE,
+) -> CloudEvent:
+    data = TransactionPosted(
+        transaction_ref=unique_ref("TX"),
+        account_ref=account_ref,
+        customer_ref=customer_ref,
+        amount=Decimal(amount),
+        direction=direction,
+        currency="CNY",
+        channel=channel,
+        counterparty=counterparty,
+        posted_at=posted_at or datetime.now(UTC),
+    )
+    return build_event(data, source=source)
+
+
+def interaction_recorded(
+    customer_ref: str,
+    kind: InteractionKind,
+    *,
+    satisfaction: int | None = None,
+    note: str | None = None,
+    occurred_at: datetime | None = None,
+    source: str = SOURCE,
+) -> CloudEvent:
+    data = InteractionRecorded(
+        interaction_ref=unique_ref("IX"),
+        customer_ref=customer_ref,
+        kind=kind,
+        occurred_at=occurred_at or datetime.now(UTC),
+        satisfaction=satisfaction,
+        note=note,
+    )
+    return build_event(data, source=source)
+
+
+def fx_rate(currency: str, rate: str, *, as_of: datetime | None = None) -> CloudEvent:
+    data = FxRate(currency=currency, rate_to_cny=Decimal(rate), as_of=as_of or datetime.now(UTC))
+    return build_event(data, source="fx-feed")

@@ -1,82 +1,140 @@
 """What each consumed batch does to the profile.
 
-A batch is folded in memory and written with a few batched statements; every customer whose
-view changed gets exactly one `c360.profile.updated.v1` for the batch.
+A batch is folded in memory and written with a few batched statements, in this order:
+identity (source records, then matching and merges), FX rates, accounts with their daily
+balance history and snapshot reconciliation, transactions, interactions, source freshness.
+Every customer whose view changed is then recomputed once and gets exactly one
+`c360.profile.updated.v1` for the batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
-from contracts import AccountBalance, AccountClosed, AccountOpened, CustomerUpserted, FxRate, ProfileUpdated
+from contracts import (
+    AccountBalance,
+    AccountClosed,
+    AccountOpened,
+    AccountSnapshot,
+    CustomerMerged,
+    CustomerUpserted,
+    FxRate,
+    InteractionRecorded,
+    TransactionPosted,
+)
 from runtime.consumer import BatchContext, ConsumedEvent
-from services.profile.domain import AccountState, apply_account_event, average_daily_aum, customer_totals
-from services.profile.identity import IdentityProtector
-from services.profile.store import ProfileStore, SourceRef
+from services.profile.domain import AccountState, apply_account_event, apply_snapshot, snapshot_difference
+from services.profile.identity import IdentityProtector, blocked_reason, canonical_id_number
+from services.profile.models import Interaction, Transaction
+from services.profile.settings import ProfileConfig
+from services.profile.store import PERSONAL_FIELDS, MatchCandidate, ProfileStore, SourceRef
+from services.profile.view import ViewBuilder
 
-AVERAGE_DAYS = 30
-Links = dict[SourceRef, str]
-Touch = Callable[[str, str, ConsumedEvent], None]
+ACTOR = "profile"
+AccountEvent = AccountOpened | AccountBalance | AccountClosed | AccountSnapshot
+
+
+@dataclass
+class Changes:
+    """Which customers a batch changed, what changed, and the newest event that did it."""
+
+    what: dict[str, set[str]] = field(default_factory=dict)
+    causes: dict[str, ConsumedEvent] = field(default_factory=dict)
+    event_times: dict[str, datetime] = field(default_factory=dict)
+
+    def touch(self, customer_id: str, what: str, event: ConsumedEvent) -> None:
+        self.what.setdefault(customer_id, set()).add(what)
+        self.causes[customer_id] = event
+        seen = self.event_times.get(customer_id)
+        self.event_times[customer_id] = event.envelope.time if seen is None else max(seen, event.envelope.time)
+
+    def redirect(self, absorbed: str, survivor: str) -> None:
+        """Fold what was recorded for a merged-away customer into its survivor."""
+        if absorbed in self.what:
+            self.what.setdefault(survivor, set()).update(self.what.pop(absorbed))
+            self.causes.setdefault(survivor, self.causes.pop(absorbed))
+            at = self.event_times.pop(absorbed)
+            self.event_times[survivor] = max(self.event_times.get(survivor, at), at)
+        self.causes.pop(absorbed, None)
 
 
 class ProfileHandler:
     """Applies inbound bank events to the customer view."""
 
-    def __init__(self, identity: IdentityProtector, business_timezone: str) -> None:
+    def __init__(self, identity: IdentityProtector, config: ProfileConfig, views: ViewBuilder) -> None:
         self.identity = identity
-        self.timezone = ZoneInfo(business_timezone)
+        self.config = config
+        self.views = views
 
     async def __call__(self, ctx: BatchContext, events: Sequence[ConsumedEvent]) -> None:
         store = ProfileStore(ctx.session)
-        now = ctx.clock.now()
-        changed: dict[str, set[str]] = {}
-        causes: dict[str, ConsumedEvent] = {}
-        event_times: dict[str, datetime] = {}
-
-        refs: set[SourceRef] = set()
-        for event in events:
-            if not isinstance(event.data, FxRate):
-                refs.add((event.envelope.source, event.parsed.key))
+        changes = Changes()
+        refs = {(e.envelope.source, e.data.customer_ref) for e in events if not isinstance(e.data, FxRate)}  # type: ignore[attr-defined]
         links = await store.link_customers(refs)
+        await self._apply_identity(ctx, store, events, links, changes)
+        erased = await store.erased_customers(links.values())
+        await self._apply_rates(store, events, changes)
+        await self._apply_accounts(store, events, links, changes)
+        await self._apply_activity(store, events, links, erased, changes)
+        await store.record_freshness(_freshness(events), ctx.clock.now())
+        if changes.what:
+            await self.views.recompute(ctx, store, changes.what, causes=changes.causes, event_times=changes.event_times)
 
-        def touch(customer_id: str, what: str, event: ConsumedEvent) -> None:
-            changed.setdefault(customer_id, set()).add(what)
-            causes[customer_id] = event
-            seen = event_times.get(customer_id)
-            event_times[customer_id] = event.envelope.time if seen is None else max(seen, event.envelope.time)
-
-        await self._apply_identity(store, events, links, touch)
-        await self._apply_rates(store, events, touch)
-        await self._apply_accounts(store, events, links, touch)
-        if changed:
-            await self._recompute(ctx, store, changed, causes, event_times, now)
+    # -- identity -------------------------------------------------------------------------------
 
     async def _apply_identity(
-        self, store: ProfileStore, events: Sequence[ConsumedEvent], links: Links, touch: Touch
+        self,
+        ctx: BatchContext,
+        store: ProfileStore,
+        events: Sequence[ConsumedEvent],
+        links: dict[SourceRef, str],
+        changes: Changes,
     ) -> None:
-        newest: dict[SourceRef, tuple[datetime, dict[str, object], ConsumedEvent]] = {}
+        newest: dict[SourceRef, ConsumedEvent] = {}
         for event in events:
-            data = event.data
-            if not isinstance(data, CustomerUpserted):
-                continue
-            ref = (event.envelope.source, data.customer_ref)
-            if ref in newest and newest[ref][0] > event.envelope.time:
-                continue
-            newest[ref] = (event.envelope.time, self._source_record(ref, links[ref], data, event.envelope.time), event)
+            if isinstance(event.data, CustomerUpserted):
+                ref = (event.envelope.source, event.data.customer_ref)
+                if ref not in newest or newest[ref].envelope.time <= event.envelope.time:
+                    newest[ref] = event
         if not newest:
             return
-        await store.upsert_source_records([row for _, row, _ in newest.values()])
-        for ref, (_, _, event) in newest.items():
-            touch(links[ref], "identity", event)
-        await store.refresh_identity(links[ref] for ref in newest)
+        erased = await store.erased_customers(links[ref] for ref in newest)
+        rows = {ref: self._source_record(ref, links[ref], event, links[ref] in erased) for ref, event in newest.items()}
+        matchable: dict[str, ConsumedEvent] = {}
+        refused: dict[str, tuple[str, ConsumedEvent]] = {}
+        for ref, event in newest.items():
+            data = event.data
+            assert isinstance(data, CustomerUpserted)
+            hashed = rows[ref]["id_number_hash"]
+            if not isinstance(hashed, str):
+                continue
+            reason = blocked_reason(canonical_id_number(data.id_type, data.id_number), self.config.identity_blocklist)
+            if reason is None:
+                matchable[hashed] = event
+            else:
+                refused[hashed] = (reason, event)
+        # Matching on a hash is serialised across partitions and instances: the lock is taken before
+        # the record is written, so of two records of one person arriving at once the second sees
+        # the first (and a refused merge is recorded by whichever comes second).
+        await store.lock_identities([*matchable, *refused])
+        await store.upsert_source_records(list(rows.values()))
+        for ref, event in newest.items():
+            changes.touch(links[ref], "identity", event)
+        for hashed, event in sorted(matchable.items()):
+            await self._match(ctx, store, hashed, event, links, changes)
+        for hashed, (reason, event) in sorted(refused.items()):
+            candidates = await store.match_candidates(hashed)
+            if len({c.customer_id for c in candidates}) > 1:
+                await self._refuse(store, candidates, reason, links[_ref_of(event)], ctx.clock.now())
+        await store.refresh_identity(changes.what)
 
-    def _source_record(
-        self, ref: SourceRef, customer_id: str, data: CustomerUpserted, at: datetime
-    ) -> dict[str, object]:
-        return {
+    def _source_record(self, ref: SourceRef, customer_id: str, event: ConsumedEvent, erased: bool) -> dict[str, object]:
+        data = event.data
+        assert isinstance(data, CustomerUpserted)
+        row: dict[str, object] = {
             "source": ref[0],
             "customer_ref": ref[1],
             "customer_id": customer_id,
@@ -92,10 +150,86 @@ class ProfileHandler:
             "branch_id": data.branch_id,
             "marketing_consent": data.marketing_consent,
             "onboarded_on": data.onboarded_on,
-            "record_time": at,
+            "record_time": event.envelope.time,
         }
+        if erased:
+            # The customer asked to be forgotten: the source keeps sending, we keep nothing personal.
+            row.update({name: None for name in PERSONAL_FIELDS} | {"marketing_consent": None})
+        return row
 
-    async def _apply_rates(self, store: ProfileStore, events: Sequence[ConsumedEvent], touch: Touch) -> None:
+    async def _match(
+        self,
+        ctx: BatchContext,
+        store: ProfileStore,
+        hashed: str,
+        event: ConsumedEvent,
+        links: dict[SourceRef, str],
+        changes: Changes,
+    ) -> None:
+        """Merge every golden customer that carries the identity hash into the oldest of them."""
+        candidates = await store.match_candidates(hashed)
+        created = {c.customer_id: c.created_at for c in candidates}
+        if len(created) < 2:
+            return
+        now = ctx.clock.now()
+        limit = self.config.max_records_per_identity
+        if len(candidates) > limit:
+            reason = (
+                f"the identity number is shared by {len(candidates)} source records, more than the limit of {limit}"
+            )
+            await self._refuse(store, candidates, reason, links[_ref_of(event)], now)
+            return
+        survivor = min(created, key=lambda cid: (created[cid], cid))
+        absorbed = sorted(set(created) - {survivor})
+        data = event.data
+        assert isinstance(data, CustomerUpserted)
+        reason = f"same {data.id_type.value} document ({self.identity.mask(data.id_number)})"
+        await store.merge(survivor, absorbed, now)
+        await store.record_identity_changes(
+            [
+                {
+                    "kind": "merge",
+                    "customer_id": survivor,
+                    "other_customer_id": cid,
+                    "source_records": [[c.source, c.customer_ref] for c in candidates if c.customer_id == cid],
+                    "reason": reason,
+                    "actor": ACTOR,
+                    "at": now,
+                }
+                for cid in absorbed
+            ]
+        )
+        for cid in absorbed:
+            ctx.publish(
+                CustomerMerged(surviving_customer_id=survivor, merged_customer_id=cid, reason=reason), cause=event
+            )
+            changes.redirect(cid, survivor)
+            for ref, linked in links.items():
+                if linked == cid:
+                    links[ref] = survivor
+        changes.touch(survivor, "merge", event)
+
+    async def _refuse(
+        self, store: ProfileStore, candidates: Sequence[MatchCandidate], reason: str, customer_id: str, at: datetime
+    ) -> None:
+        """Keep a refused merge with its reason, on the customer whose record would have merged."""
+        await store.record_identity_changes(
+            [
+                {
+                    "kind": "refusal",
+                    "customer_id": customer_id,
+                    "other_customer_id": None,
+                    "source_records": [[c.source, c.customer_ref] for c in candidates],
+                    "reason": f"not merged: {reason}",
+                    "actor": ACTOR,
+                    "at": at,
+                }
+            ]
+        )
+
+    # -- money ----------------------------------------------------------------------------------
+
+    async def _apply_rates(self, store: ProfileStore, events: Sequence[ConsumedEvent], changes: Changes) -> None:
         rates: dict[str, tuple[Decimal, datetime]] = {}
         last: dict[str, ConsumedEvent] = {}
         for event in events:
@@ -108,72 +242,152 @@ class ProfileHandler:
         await store.upsert_rates(rates)
         for currency in rates:
             for customer_id in await store.customers_holding([currency]):
-                touch(customer_id, "fx_rates", last[currency])
+                changes.touch(customer_id, "fx_rates", last[currency])
 
     async def _apply_accounts(
-        self, store: ProfileStore, events: Sequence[ConsumedEvent], links: Links, touch: Touch
+        self, store: ProfileStore, events: Sequence[ConsumedEvent], links: dict[SourceRef, str], changes: Changes
     ) -> None:
-        account_events = [e for e in events if isinstance(e.data, AccountOpened | AccountBalance | AccountClosed)]
+        account_events = [e for e in events if isinstance(e.data, AccountEvent)]
         if not account_events:
             return
-        states = await store.load_accounts(_account_key(e) for e in account_events)
+        states = await store.load_accounts((e.envelope.source, e.data.account_ref) for e in account_events)  # type: ignore[attr-defined]
         # An account belongs to the customer it was opened for, even when a later event names
         # another customer_ref: make sure those owners are linked too.
         owners = {(state.source, state.customer_ref) for state in states.values()} - links.keys()
         links.update(await store.link_customers(owners))
         dirty: dict[SourceRef, AccountState] = {}
+        days: dict[tuple[str, str, date], tuple[int, Decimal, ConsumedEvent]] = {}
+        snapshots: list[tuple[ConsumedEvent, AccountSnapshot]] = []
         for event in account_events:
             data = event.data
-            assert isinstance(data, AccountOpened | AccountBalance | AccountClosed)
-            key = (event.envelope.source, data.account_ref)
+            assert isinstance(data, AccountEvent)
+            source = event.envelope.source
+            key = (source, data.account_ref)
             before = states.get(key)
-            after = apply_account_event(before, event.envelope.source, data)
+            if isinstance(data, AccountSnapshot):
+                balance_day = self._day(before.balance_as_of) if before and before.balance_as_of else None
+                after = apply_snapshot(before, source, data, balance_day)
+                snapshots.append((event, data))
+            else:
+                as_of_day = self._day(data.as_of) if isinstance(data, AccountBalance) else None
+                after = apply_account_event(before, source, data, as_of_day)
+                if isinstance(data, AccountBalance) and as_of_day is not None:
+                    day_key = (source, data.account_ref, as_of_day)
+                    if day_key not in days or days[day_key][0] < data.version:
+                        days[day_key] = (data.version, data.balance, event)
             if after != before:
                 states[key] = dirty[key] = after
-                what = "balances" if isinstance(data, AccountBalance) else "accounts"
-                touch(links[(event.envelope.source, after.customer_ref)], what, event)
+                what = "balances" if isinstance(data, AccountBalance | AccountSnapshot) else "accounts"
+                changes.touch(links[(source, after.customer_ref)], what, event)
         await store.save_accounts(list(dirty.values()), links)
+        history_changed = await store.record_daily_balances(
+            [
+                {"source": s, "account_ref": a, "business_date": d, "balance": balance, "version": version}
+                for (s, a, d), (version, balance, _) in sorted(days.items(), key=lambda item: str(item[0]))
+            ]
+        )
+        for (s, a, _), (_, _, event) in days.items():
+            if (s, a) in history_changed:
+                changes.touch(links[(s, states[(s, a)].customer_ref)], "balances", event)
+        if snapshots:
+            await self._reconcile(store, snapshots, states, links, changes)
 
-    async def _recompute(
+    async def _reconcile(
         self,
-        ctx: BatchContext,
         store: ProfileStore,
-        changed: dict[str, set[str]],
-        causes: dict[str, ConsumedEvent],
-        event_times: dict[str, datetime],
-        now: datetime,
+        snapshots: Sequence[tuple[ConsumedEvent, AccountSnapshot]],
+        states: dict[SourceRef, AccountState],
+        links: dict[SourceRef, str],
+        changes: Changes,
     ) -> None:
-        today = now.astimezone(self.timezone).date()
-        accounts = await store.accounts_of(changed)
-        rates = await store.rates()
-        totals = {cid: customer_totals(accounts[cid], rates) for cid in changed}
-        await store.record_daily_aum({cid: t.aum_cny for cid, t in totals.items()}, today)
-        history = await store.daily_history(changed, today - timedelta(days=AVERAGE_DAYS - 1))
-        averages = {cid: average_daily_aum(history[cid], today, AVERAGE_DAYS) for cid in changed}
-        await store.save_totals(totals, averages, event_times, now)
-        profiles = await store.profiles(changed)
-        for customer_id in sorted(changed):
-            t = totals[customer_id]
-            profile = profiles[customer_id]
-            ctx.publish(
-                ProfileUpdated(
-                    customer_id=customer_id,
-                    aum_cny=t.aum_cny,
-                    aum_avg_30d_cny=averages[customer_id],
-                    liabilities_cny=t.liabilities_cny,
-                    product_holdings=dict(t.product_holdings),
-                    tags=[],
-                    changed=sorted(changed[customer_id]),
-                    branch_id=profile.branch_id,
-                    birth_date=profile.birth_date,
-                    marketing_consent=profile.marketing_consent,
-                    unconverted_currencies=sorted(t.unconverted_currencies),
-                ),
-                cause=causes[customer_id],
-            )
+        """Compare each end-of-day snapshot with the running balance of its day, then settle the day."""
+        last = {(e.envelope.source, s.account_ref, s.business_date): (e, s) for e, s in snapshots}
+        running = await store.running_balances(sorted(last))
+        differences = []
+        for key, (event, snapshot) in sorted(last.items(), key=lambda item: str(item[0])):
+            source, account_ref, day = key
+            owner = links[(source, states[(source, account_ref)].customer_ref)]
+            if snapshot_difference(running.get(key), snapshot.balance) is not None:
+                differences.append(
+                    {
+                        "source": source,
+                        "account_ref": account_ref,
+                        "customer_id": owner,
+                        "business_date": day,
+                        "currency": snapshot.currency,
+                        "expected": snapshot.balance,
+                        "found": running[key],
+                        "detected_at": event.envelope.time,
+                    }
+                )
+                changes.touch(owner, "reconciliation", event)
+        await store.record_differences(differences)
+        await store.settle_days(
+            [
+                {
+                    "source": s,
+                    "account_ref": a,
+                    "business_date": d,
+                    "balance": snap.balance,
+                    "version": 0,
+                    "from_snapshot": True,
+                }
+                for (s, a, d), (_, snap) in sorted(last.items(), key=lambda item: str(item[0]))
+            ]
+        )
+
+    def _day(self, at: datetime) -> date:
+        return self.views.business_day(at)
+
+    # -- activity -------------------------------------------------------------------------------
+
+    async def _apply_activity(
+        self,
+        store: ProfileStore,
+        events: Sequence[ConsumedEvent],
+        links: dict[SourceRef, str],
+        erased: set[str],
+        changes: Changes,
+    ) -> None:
+        """Keep transactions and interactions (once each) for behaviour windows and the timeline."""
+        transactions: dict[SourceRef, tuple[dict[str, object], ConsumedEvent]] = {}
+        interactions: dict[SourceRef, tuple[dict[str, object], ConsumedEvent]] = {}
+        for event in events:
+            data = event.data
+            source = event.envelope.source
+            if isinstance(data, TransactionPosted):
+                row = data.model_dump(mode="python") | {"source": source}
+                row["customer_id"] = links[(source, data.customer_ref)]
+                for name in ("direction", "channel", "counterparty"):
+                    row[name] = str(row[name])
+                transactions[(source, data.transaction_ref)] = (row, event)
+            elif isinstance(data, InteractionRecorded):
+                row = data.model_dump(mode="python") | {"source": source}
+                row["customer_id"] = links[(source, data.customer_ref)]
+                row["kind"] = str(row["kind"])
+                if row["customer_id"] in erased:
+                    row["note"] = None
+                interactions[(source, data.interaction_ref)] = (row, event)
+        for found, what in ((transactions, "transactions"), (interactions, "interactions")):
+            if not found:
+                continue
+            table = Transaction if what == "transactions" else Interaction
+            new = await store.insert_new(table, [row for row, _ in found.values()])
+            for key in sorted(new):
+                row, event = found[key]
+                changes.touch(str(row["customer_id"]), what, event)
 
 
-def _account_key(event: ConsumedEvent) -> SourceRef:
+def _ref_of(event: ConsumedEvent) -> SourceRef:
     data = event.data
-    assert isinstance(data, AccountOpened | AccountBalance | AccountClosed)
-    return (event.envelope.source, data.account_ref)
+    assert isinstance(data, CustomerUpserted)
+    return (event.envelope.source, data.customer_ref)
+
+
+def _freshness(events: Sequence[ConsumedEvent]) -> dict[str, tuple[datetime, int]]:
+    seen: dict[str, tuple[datetime, int]] = {}
+    for event in events:
+        source, at = event.envelope.source, event.envelope.time
+        newest, count = seen.get(source, (at, 0))
+        seen[source] = (max(newest, at), count + 1)
+    return seen

@@ -4,22 +4,64 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, func, or_, select, tuple_, update
+from sqlalchemy import (
+    ARRAY,
+    Date,
+    DateTime,
+    String,
+    and_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Product
-from services.profile.domain import AccountState, Totals
-from services.profile.models import Account, Customer, DailyAum, FxRate, SourceRecord
+from services.profile.domain import AccountState
+from services.profile.models import (
+    Account,
+    Customer,
+    DailyBalance,
+    FxRate,
+    IdentityChange,
+    Interaction,
+    ReconciliationDifference,
+    SourceFreshness,
+    SourceRecord,
+    Transaction,
+)
 
 SourceRef = tuple[str, str]
 T = TypeVar("T")
 CUSTOMERS = Customer.metadata.tables[f"{Customer.metadata.schema}.customers"]
+CHUNK = 5000
+
+#: Identity fields of a source record; erasure clears them, and the displayed value of each is the
+#: newest one any source stated.
+PERSONAL_FIELDS = (
+    "full_name",
+    "id_type",
+    "id_number_hash",
+    "id_number_masked",
+    "birth_date",
+    "gender",
+    "phone",
+    "email",
+)
+DISPLAYED_FIELDS = ("full_name", "branch_id", "birth_date", "marketing_consent")
 
 
 def new_customer_id() -> str:
@@ -27,9 +69,38 @@ def new_customer_id() -> str:
     return "C" + secrets.token_hex(8).upper()
 
 
+def identity_lock_key(id_number_hash: str) -> int:
+    """The advisory lock that serialises matching on one identity hash across instances."""
+    return int(id_number_hash[:15], 16)
+
+
+@dataclass(frozen=True)
+class MatchCandidate:
+    source: str
+    customer_ref: str
+    customer_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredView:
+    """The figures last written for a customer, to tell whether a recomputation changed anything."""
+
+    aum_cny: Decimal
+    aum_avg_30d_cny: Decimal
+    liabilities_cny: Decimal
+    unconverted_currencies: tuple[str, ...]
+    tags: tuple[str, ...]
+    behaviour: Any
+    interactions: Any
+    erased: bool
+
+
 class ProfileStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    # -- identity -----------------------------------------------------------------------------
 
     async def link_customers(self, refs: Iterable[SourceRef]) -> dict[SourceRef, str]:
         """The golden customer of each `(source, customer_ref)`; unknown refs get a provisional one."""
@@ -37,7 +108,7 @@ class ProfileStore:
         if not wanted:
             return {}
         links: dict[SourceRef, str] = {}
-        for chunk in _chunks(wanted, 5000):
+        for chunk in _chunks(wanted, CHUNK):
             rows = await self.session.execute(
                 select(SourceRecord.source, SourceRecord.customer_ref, SourceRecord.customer_id).where(
                     tuple_(SourceRecord.source, SourceRecord.customer_ref).in_(chunk)
@@ -64,6 +135,20 @@ class ProfileStore:
                 links.update(await self.link_customers(lost))
         return links
 
+    async def lock_identities(self, hashes: Iterable[str]) -> None:
+        """Hold each identity hash's advisory lock until commit, always in the same order."""
+        for key in sorted({identity_lock_key(h) for h in hashes}):
+            await self.session.execute(select(func.pg_advisory_xact_lock(key)))
+
+    async def erased_customers(self, customer_ids: Iterable[str]) -> set[str]:
+        ids = sorted(set(customer_ids))
+        if not ids:
+            return set()
+        rows = await self.session.execute(
+            select(Customer.customer_id).where(Customer.customer_id.in_(ids), Customer.erased_at.is_not(None))
+        )
+        return set(rows.scalars())
+
     async def upsert_source_records(self, records: Sequence[Mapping[str, object]]) -> None:
         """Write identity fields of source records; an older record than the stored one is ignored."""
         if not records:
@@ -78,9 +163,45 @@ class ProfileStore:
             )
         )
 
+    async def match_candidates(self, id_number_hash: str) -> list[MatchCandidate]:
+        """Every source record carrying the hash, except those a split guards against it."""
+        rows = await self.session.execute(
+            select(SourceRecord.source, SourceRecord.customer_ref, SourceRecord.customer_id, Customer.created_at)
+            .join(Customer, Customer.customer_id == SourceRecord.customer_id)
+            .where(
+                SourceRecord.id_number_hash == id_number_hash,
+                or_(SourceRecord.merge_guard_hash.is_(None), SourceRecord.merge_guard_hash != id_number_hash),
+            )
+            .order_by(SourceRecord.source, SourceRecord.customer_ref)
+        )
+        return [MatchCandidate(r.source, r.customer_ref, r.customer_id, r.created_at) for r in rows]
+
+    async def merge(self, survivor: str, absorbed: Sequence[str], at: datetime) -> None:
+        """Move everything of the `absorbed` customers to `survivor`; they redirect to it for ever."""
+        ids = sorted(set(absorbed) - {survivor})
+        if not ids:
+            return
+        for table in (SourceRecord, Account, Transaction, Interaction):
+            await self.session.execute(update(table).where(table.customer_id.in_(ids)).values(customer_id=survivor))
+        # Chains stay one hop long: whatever redirected to an absorbed customer now redirects to the survivor.
+        await self.session.execute(
+            update(CUSTOMERS)
+            .where(or_(CUSTOMERS.c.customer_id.in_(ids), CUSTOMERS.c.merged_into.in_(ids)))
+            .values(merged_into=survivor, updated_at=at)
+        )
+
+    async def record_identity_changes(self, rows: Sequence[Mapping[str, object]]) -> None:
+        if rows:
+            await self.session.execute(insert(IdentityChange), list(rows))
+
     async def refresh_identity(self, customer_ids: Iterable[str]) -> None:
-        """Copy the displayed identity fields from the newest source record onto the customer."""
-        ids = sorted(set(customer_ids))
+        """Copy the displayed identity fields onto the customer, by the documented precedence.
+
+        For each field the newest statement of any source wins (by the record's event time), so
+        marketing consent is the newest consent statement and a merge keeps it so; a source that
+        leaves a field empty does not erase what another source said. Erased customers keep none.
+        """
+        ids = sorted(set(customer_ids) - await self.erased_customers(customer_ids))
         if not ids:
             return
         rows = await self.session.execute(
@@ -88,37 +209,46 @@ class ProfileStore:
             .where(SourceRecord.customer_id.in_(ids), SourceRecord.provisional.is_(False))
             .order_by(SourceRecord.customer_id, SourceRecord.record_time)
         )
-        newest: dict[str, SourceRecord] = {}
+        shown: dict[str, dict[str, Any]] = {cid: {name: None for name in DISPLAYED_FIELDS} for cid in ids}
         for record in rows.scalars():
-            newest[record.customer_id] = record
-        if not newest:
-            return
+            values = shown[record.customer_id]
+            for name in DISPLAYED_FIELDS:
+                value = getattr(record, name)
+                if value is not None:
+                    values[name] = value
         await self.session.execute(
             update(CUSTOMERS)
             .where(CUSTOMERS.c.customer_id == bindparam("b_customer_id"))
-            .values(
-                full_name=bindparam("b_full_name"),
-                branch_id=bindparam("b_branch_id"),
-                birth_date=bindparam("b_birth_date"),
-                marketing_consent=bindparam("b_marketing_consent"),
-                updated_at=func.now(),
-            ),
+            .values({name: bindparam(f"b_{name}") for name in DISPLAYED_FIELDS} | {"updated_at": func.now()}),
             [
-                {
-                    "b_customer_id": customer_id,
-                    "b_full_name": record.full_name,
-                    "b_branch_id": record.branch_id,
-                    "b_birth_date": record.birth_date,
-                    "b_marketing_consent": record.marketing_consent,
-                }
-                for customer_id, record in newest.items()
+                {"b_customer_id": customer_id} | {f"b_{name}": value for name, value in values.items()}
+                for customer_id, values in sorted(shown.items())
             ],
         )
+
+    async def customer_since(self, customer_ids: Iterable[str]) -> dict[str, date]:
+        """The earliest day a source says the customer joined or opened an account."""
+        ids = sorted(set(customer_ids))
+        found: dict[str, date] = {}
+        for chunk in _chunks(ids, CHUNK):
+            for column, table in ((SourceRecord.onboarded_on, SourceRecord), (Account.opened_on, Account)):
+                rows = await self.session.execute(
+                    select(table.customer_id, func.min(column))
+                    .where(table.customer_id.in_(chunk), column.is_not(None))
+                    .group_by(table.customer_id)
+                )
+                for customer_id, day in rows:
+                    earlier = found.get(customer_id)
+                    if day is not None:
+                        found[customer_id] = day if earlier is None else min(earlier, day)
+        return found
+
+    # -- accounts and balances ------------------------------------------------------------------
 
     async def load_accounts(self, keys: Iterable[SourceRef]) -> dict[SourceRef, AccountState]:
         wanted = sorted(set(keys))
         found: dict[SourceRef, AccountState] = {}
-        for chunk in _chunks(wanted, 5000):
+        for chunk in _chunks(wanted, CHUNK):
             rows = await self.session.execute(
                 select(Account).where(tuple_(Account.source, Account.account_ref).in_(chunk))
             )
@@ -149,11 +279,95 @@ class ProfileStore:
     async def accounts_of(self, customer_ids: Iterable[str]) -> dict[str, list[AccountState]]:
         ids = sorted(set(customer_ids))
         by_customer: dict[str, list[AccountState]] = {cid: [] for cid in ids}
-        for chunk in _chunks(ids, 5000):
+        for chunk in _chunks(ids, CHUNK):
             rows = await self.session.execute(select(Account).where(Account.customer_id.in_(chunk)))
             for account in rows.scalars():
                 by_customer[account.customer_id].append(_account_state(account))
         return by_customer
+
+    async def record_daily_balances(self, rows: Sequence[Mapping[str, object]]) -> set[SourceRef]:
+        """Each day keeps its highest balance version; a day a snapshot settled is not touched.
+
+        Answers the accounts whose history changed.
+        """
+        changed: set[SourceRef] = set()
+        for chunk in _chunks(list(rows), 1000):
+            stmt = insert(DailyBalance).values(list(chunk))
+            written = await self.session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[DailyBalance.source, DailyBalance.account_ref, DailyBalance.business_date],
+                    set_={"balance": stmt.excluded.balance, "version": stmt.excluded.version},
+                    where=and_(DailyBalance.version < stmt.excluded.version, DailyBalance.from_snapshot.is_(False)),
+                ).returning(DailyBalance.source, DailyBalance.account_ref)
+            )
+            changed.update((r.source, r.account_ref) for r in written)
+        return changed
+
+    async def running_balances(self, wanted: Sequence[tuple[str, str, date]]) -> dict[tuple[str, str, date], Decimal]:
+        """The end-of-day balance of each `(source, account_ref, day)`: the newest day at or before it."""
+        found: dict[tuple[str, str, date], Decimal] = {}
+        for chunk in _chunks(list(wanted), 1000):
+            rows = await self.session.execute(
+                text(
+                    "SELECT v.source, v.account_ref, v.day, d.balance "
+                    "FROM unnest(:sources, :refs, :days) AS v(source, account_ref, day) "
+                    "CROSS JOIN LATERAL (SELECT balance FROM profile.daily_balances d "
+                    "  WHERE d.source = v.source AND d.account_ref = v.account_ref AND d.business_date <= v.day "
+                    "  ORDER BY d.business_date DESC LIMIT 1) d"
+                ).bindparams(
+                    bindparam("sources", [w[0] for w in chunk], type_=ARRAY(String)),
+                    bindparam("refs", [w[1] for w in chunk], type_=ARRAY(String)),
+                    bindparam("days", [w[2] for w in chunk], type_=ARRAY(Date)),
+                )
+            )
+            for source, account_ref, day, balance in rows:
+                found[(source, account_ref, day)] = balance
+        return found
+
+    async def settle_days(self, rows: Sequence[Mapping[str, object]]) -> None:
+        """Write snapshot balances as final for their day."""
+        for chunk in _chunks(list(rows), 1000):
+            stmt = insert(DailyBalance).values(list(chunk))
+            await self.session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[DailyBalance.source, DailyBalance.account_ref, DailyBalance.business_date],
+                    set_={"balance": stmt.excluded.balance, "from_snapshot": True},
+                )
+            )
+
+    async def record_differences(self, rows: Sequence[Mapping[str, object]]) -> None:
+        if rows:
+            await self.session.execute(insert(ReconciliationDifference), list(rows))
+
+    async def balance_history(
+        self, keys: Iterable[SourceRef], since: date, until: date
+    ) -> dict[SourceRef, list[tuple[date, Decimal]]]:
+        """Each account's end-of-day balances from `since` to `until`, plus the last one before `since`."""
+        wanted = sorted(set(keys))
+        history: dict[SourceRef, list[tuple[date, Decimal]]] = {key: [] for key in wanted}
+        key_of = tuple_(DailyBalance.source, DailyBalance.account_ref)
+        for chunk in _chunks(wanted, CHUNK):
+            recent = select(DailyBalance).where(
+                key_of.in_(chunk), DailyBalance.business_date >= since, DailyBalance.business_date <= until
+            )
+            newest_before = (
+                select(DailyBalance.source, DailyBalance.account_ref, func.max(DailyBalance.business_date).label("day"))
+                .where(key_of.in_(chunk), DailyBalance.business_date < since)
+                .group_by(DailyBalance.source, DailyBalance.account_ref)
+                .subquery()
+            )
+            before = select(DailyBalance).join(
+                newest_before,
+                and_(
+                    DailyBalance.source == newest_before.c.source,
+                    DailyBalance.account_ref == newest_before.c.account_ref,
+                    DailyBalance.business_date == newest_before.c.day,
+                ),
+            )
+            for stmt in (before, recent):
+                for row in (await self.session.execute(stmt)).scalars():
+                    history[(row.source, row.account_ref)].append((row.business_date, row.balance))
+        return history
 
     async def upsert_rates(self, rates: Mapping[str, tuple[Decimal, datetime]]) -> None:
         """Keep the newest rate per currency; an older `as_of` never replaces a newer one."""
@@ -175,91 +389,155 @@ class ProfileStore:
         return {r.currency: r.rate_to_cny for r in rows}
 
     async def customers_holding(self, currencies: Iterable[str]) -> set[str]:
-        rows = await self.session.execute(
-            select(Account.customer_id).where(Account.currency.in_(sorted(set(currencies)))).distinct()
+        wanted = sorted(set(currencies))
+        held = await self.session.execute(select(Account.customer_id).where(Account.currency.in_(wanted)).distinct())
+        paid = await self.session.execute(
+            select(Transaction.customer_id).where(Transaction.currency.in_(wanted)).distinct()
         )
-        return set(rows.scalars())
+        return set(held.scalars()) | set(paid.scalars())
 
-    async def save_totals(
-        self,
-        totals: Mapping[str, Totals],
-        averages: Mapping[str, Decimal],
-        event_times: Mapping[str, datetime],
-        at: datetime,
-    ) -> None:
-        """Store each customer's money figures in one executemany.
+    # -- transactions and interactions -----------------------------------------------------------
 
-        `last_event_at` is the newest event time seen for the customer; a late event never
-        moves it back.
+    async def insert_new(
+        self, table: type[Transaction] | type[Interaction], rows: Sequence[Mapping[str, object]]
+    ) -> set[SourceRef]:
+        """Insert rows not seen before; answers the `(source, ref)` keys that were new."""
+        ref = Transaction.transaction_ref if table is Transaction else Interaction.interaction_ref
+        new: set[SourceRef] = set()
+        for chunk in _chunks(list(rows), 1000):
+            inserted = await self.session.execute(
+                insert(table).values(list(chunk)).on_conflict_do_nothing().returning(table.source, ref)
+            )
+            new.update((r[0], r[1]) for r in inserted)
+        return new
+
+    async def transactions_since(self, customer_ids: Iterable[str], since: datetime) -> dict[str, list[Transaction]]:
+        ids = sorted(set(customer_ids))
+        found: dict[str, list[Transaction]] = {cid: [] for cid in ids}
+        for chunk in _chunks(ids, CHUNK):
+            rows = await self.session.execute(
+                select(Transaction).where(Transaction.customer_id.in_(chunk), Transaction.posted_at > since)
+            )
+            for row in rows.scalars():
+                found[row.customer_id].append(row)
+        return found
+
+    async def last_transactions(self, customer_ids: Iterable[str]) -> dict[str, datetime]:
+        ids = sorted(set(customer_ids))
+        found: dict[str, datetime] = {}
+        for chunk in _chunks(ids, CHUNK):
+            rows = await self.session.execute(
+                select(Transaction.customer_id, func.max(Transaction.posted_at))
+                .where(Transaction.customer_id.in_(chunk))
+                .group_by(Transaction.customer_id)
+            )
+            found.update({cid: at for cid, at in rows})
+        return found
+
+    async def interactions_of(self, customer_ids: Iterable[str]) -> dict[str, list[Interaction]]:
+        ids = sorted(set(customer_ids))
+        found: dict[str, list[Interaction]] = {cid: [] for cid in ids}
+        for chunk in _chunks(ids, CHUNK):
+            rows = await self.session.execute(select(Interaction).where(Interaction.customer_id.in_(chunk)))
+            for row in rows.scalars():
+                found[row.customer_id].append(row)
+        return found
+
+    # -- the computed view ----------------------------------------------------------------------
+
+    async def stored_views(self, customer_ids: Iterable[str]) -> dict[str, StoredView]:
+        ids = sorted(set(customer_ids))
+        found: dict[str, StoredView] = {}
+        for chunk in _chunks(ids, CHUNK):
+            rows = await self.session.execute(select(Customer).where(Customer.customer_id.in_(chunk)))
+            for c in rows.scalars():
+                found[c.customer_id] = StoredView(
+                    aum_cny=c.aum_cny,
+                    aum_avg_30d_cny=c.aum_avg_30d_cny,
+                    liabilities_cny=c.liabilities_cny,
+                    unconverted_currencies=tuple(c.unconverted_currencies),
+                    tags=tuple(c.tags),
+                    behaviour=c.behaviour,
+                    interactions=c.interactions,
+                    erased=c.erased_at is not None,
+                )
+        return found
+
+    async def save_views(self, rows: Sequence[Mapping[str, object]]) -> None:
+        """Store each customer's computed figures in one executemany.
+
+        `last_event_at` is the newest event time seen for the customer; a late event (or a
+        recomputation without one, None) never moves it back.
         """
-        if not totals:
+        if not rows:
             return
+        columns = [name for name in rows[0] if name not in ("customer_id", "event_at")]
         await self.session.execute(
             update(CUSTOMERS)
             .where(CUSTOMERS.c.customer_id == bindparam("b_customer_id"))
             .values(
-                aum_cny=bindparam("b_aum"),
-                liabilities_cny=bindparam("b_liabilities"),
-                aum_avg_30d_cny=bindparam("b_average"),
-                unconverted_currencies=bindparam("b_unconverted"),
-                updated_at=at,
-                last_event_at=func.greatest(CUSTOMERS.c.last_event_at, bindparam("b_event_at")),
-            ),
-            [
-                {
-                    "b_customer_id": customer_id,
-                    "b_aum": t.aum_cny,
-                    "b_liabilities": t.liabilities_cny,
-                    "b_average": averages[customer_id],
-                    "b_unconverted": sorted(t.unconverted_currencies),
-                    "b_event_at": event_times[customer_id],
+                {name: bindparam(f"b_{name}") for name in columns}
+                | {
+                    "updated_at": func.now(),
+                    "last_event_at": func.coalesce(
+                        func.greatest(CUSTOMERS.c.last_event_at, bindparam("b_event_at")), CUSTOMERS.c.last_event_at
+                    ),
                 }
-                for customer_id, t in sorted(totals.items())
-            ],
+            ),
+            [{f"b_{name}": value for name, value in row.items()} for row in rows],
         )
 
-    async def record_daily_aum(self, values: Mapping[str, Decimal], day: date) -> None:
-        if not values:
+    async def due_for_rollforward(self, today: date, limit: int) -> list[str]:
+        """Live customers whose average and windows were last computed before `today`."""
+        rows = await self.session.execute(
+            select(Customer.customer_id)
+            .where(Customer.merged_into.is_(None), or_(Customer.average_on.is_(None), Customer.average_on < today))
+            .order_by(Customer.customer_id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list(rows.scalars())
+
+    async def profiles(self, customer_ids: Iterable[str], *, lock: bool = False) -> dict[str, Customer]:
+        """The customers' rows; with `lock`, held until commit (in id order) so two instances
+        recomputing one customer take turns and the second sees what the first wrote."""
+        ids = sorted(set(customer_ids))
+        found: dict[str, Customer] = {}
+        for chunk in _chunks(ids, CHUNK):
+            stmt = select(Customer).where(Customer.customer_id.in_(chunk)).order_by(Customer.customer_id)
+            rows = await self.session.execute(stmt.with_for_update() if lock else stmt)
+            found.update({c.customer_id: c for c in rows.scalars()})
+        return found
+
+    async def record_freshness(self, seen: Mapping[str, tuple[datetime, int]], at: datetime) -> None:
+        """Per source: the newest event time of this batch, the lag behind it, and a running count."""
+        if not seen:
             return
-        stmt = insert(DailyAum).values(
-            [{"customer_id": cid, "business_date": day, "aum_cny": v} for cid, v in sorted(values.items())]
+        stmt = insert(SourceFreshness).values(
+            [
+                {
+                    "source": source,
+                    "last_event_at": newest,
+                    "last_processed_at": at,
+                    "last_lag_seconds": max(0.0, (at - newest).total_seconds()),
+                    "events_total": count,
+                }
+                for source, (newest, count) in sorted(seen.items())
+            ]
         )
         await self.session.execute(
             stmt.on_conflict_do_update(
-                index_elements=[DailyAum.customer_id, DailyAum.business_date], set_={"aum_cny": stmt.excluded.aum_cny}
+                index_elements=[SourceFreshness.source],
+                set_={
+                    "last_event_at": func.greatest(SourceFreshness.last_event_at, stmt.excluded.last_event_at),
+                    "last_processed_at": stmt.excluded.last_processed_at,
+                    "last_lag_seconds": stmt.excluded.last_lag_seconds,
+                    "events_total": SourceFreshness.events_total + stmt.excluded.events_total,
+                },
             )
         )
 
-    async def daily_history(self, customer_ids: Iterable[str], since: date) -> dict[str, list[tuple[date, Decimal]]]:
-        """Each customer's daily AUM from `since`, plus the last value before it (to carry forward)."""
-        ids = sorted(set(customer_ids))
-        history: dict[str, list[tuple[date, Decimal]]] = {cid: [] for cid in ids}
-        if not ids:
-            return history
-        recent = select(DailyAum).where(DailyAum.customer_id.in_(ids), DailyAum.business_date >= since)
-        before = (
-            select(DailyAum)
-            .where(DailyAum.customer_id.in_(ids), DailyAum.business_date < since)
-            .distinct(DailyAum.customer_id)
-            .order_by(DailyAum.customer_id, DailyAum.business_date.desc())
-        )
-        for stmt in (before, recent):
-            for row in (await self.session.execute(stmt)).scalars():
-                history[row.customer_id].append((row.business_date, row.aum_cny))
-        return history
-
-    async def profiles(self, customer_ids: Iterable[str]) -> dict[str, CustomerFacts]:
-        ids = sorted(set(customer_ids))
-        facts: dict[str, CustomerFacts] = {}
-        for chunk in _chunks(ids, 5000):
-            rows = await self.session.execute(
-                select(Customer.customer_id, Customer.branch_id, Customer.birth_date, Customer.marketing_consent).where(
-                    Customer.customer_id.in_(chunk)
-                )
-            )
-            for r in rows:
-                facts[r.customer_id] = CustomerFacts(r.branch_id, r.birth_date, r.marketing_consent)
-        return facts
+    # -- reads for the API ----------------------------------------------------------------------
 
     async def customer(self, customer_id: str) -> Customer | None:
         """The customer, following merge redirects to the survivor."""
@@ -276,7 +554,9 @@ class ProfileStore:
 
     async def source_records(self, customer_id: str) -> Sequence[SourceRecord]:
         rows = await self.session.execute(
-            select(SourceRecord).where(SourceRecord.customer_id == customer_id).order_by(SourceRecord.source)
+            select(SourceRecord)
+            .where(SourceRecord.customer_id == customer_id)
+            .order_by(SourceRecord.source, SourceRecord.customer_ref)
         )
         return rows.scalars().all()
 
@@ -285,6 +565,196 @@ class ProfileStore:
             select(Account).where(Account.customer_id == customer_id).order_by(Account.source, Account.account_ref)
         )
         return rows.scalars().all()
+
+    async def merged_ids(self, customer_id: str) -> list[str]:
+        rows = await self.session.execute(
+            select(Customer.customer_id).where(Customer.merged_into == customer_id).order_by(Customer.customer_id)
+        )
+        return list(rows.scalars())
+
+    async def search(
+        self, *, name_prefix: str | None, branch_id: str | None, tag: str | None, after: str | None, limit: int
+    ) -> Sequence[Customer]:
+        """Live customers by name prefix (case-insensitive), branch and tag, in customer id order."""
+        stmt = select(Customer).where(Customer.merged_into.is_(None))
+        if name_prefix:
+            escaped = name_prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            stmt = stmt.where(func.lower(Customer.full_name).like(escaped + "%", escape="\\"))
+        if branch_id:
+            stmt = stmt.where(Customer.branch_id == branch_id)
+        if tag:
+            stmt = stmt.where(Customer.tags.contains([tag]))
+        if after:
+            stmt = stmt.where(Customer.customer_id > after)
+        rows = await self.session.execute(stmt.order_by(Customer.customer_id).limit(limit))
+        return rows.scalars().all()
+
+    async def records_of(self, customer_id: str, refs: Iterable[SourceRef]) -> list[SourceRecord]:
+        wanted = sorted(set(refs))
+        rows = await self.session.execute(
+            select(SourceRecord)
+            .where(
+                SourceRecord.customer_id == customer_id,
+                tuple_(SourceRecord.source, SourceRecord.customer_ref).in_(wanted),
+            )
+            .with_for_update()
+        )
+        return list(rows.scalars())
+
+    async def split_off(self, customer_id: str, records: Sequence[SourceRecord], new_id: str) -> None:
+        """Move `records` and what came from them to a new golden customer `new_id`.
+
+        Each moved record keeps its identity hash as a merge guard, so it does not re-merge.
+        """
+        refs = [(r.source, r.customer_ref) for r in records]
+        await self.session.execute(insert(Customer).values(customer_id=new_id))
+        await self.session.execute(
+            update(SourceRecord)
+            .where(tuple_(SourceRecord.source, SourceRecord.customer_ref).in_(refs))
+            .values(customer_id=new_id, merge_guard_hash=SourceRecord.id_number_hash)
+        )
+        for table in (Account, Transaction, Interaction):
+            await self.session.execute(
+                update(table)
+                .where(
+                    table.customer_id == customer_id,
+                    tuple_(table.source, table.customer_ref).in_(refs),
+                )
+                .values(customer_id=new_id)
+            )
+
+    async def erase(self, customer_id: str, at: datetime) -> None:
+        """Remove the customer's personal data; figures, accounts and transactions stay anonymous."""
+        await self.session.execute(
+            update(CUSTOMERS)
+            .where(or_(CUSTOMERS.c.customer_id == customer_id, CUSTOMERS.c.merged_into == customer_id))
+            .values(full_name=None, birth_date=None, marketing_consent=None, erased_at=at, updated_at=at)
+        )
+        await self.session.execute(
+            update(SourceRecord)
+            .where(SourceRecord.customer_id == customer_id)
+            .values({name: None for name in PERSONAL_FIELDS} | {"merge_guard_hash": None})
+        )
+        await self.session.execute(update(Interaction).where(Interaction.customer_id == customer_id).values(note=None))
+
+    async def identity_changes(self, customer_ids: Sequence[str], limit: int) -> Sequence[IdentityChange]:
+        rows = await self.session.execute(
+            select(IdentityChange)
+            .where(
+                or_(IdentityChange.customer_id.in_(customer_ids), IdentityChange.other_customer_id.in_(customer_ids))
+            )
+            .order_by(IdentityChange.at.desc(), IdentityChange.id.desc())
+            .limit(limit)
+        )
+        return rows.scalars().all()
+
+    async def timeline(
+        self, customer_ids: Sequence[str], *, after: tuple[datetime, str, str] | None, limit: int
+    ) -> Sequence[Any]:
+        """The customers' events newest first: accounts, transactions, interactions, identity changes
+        and reconciliation findings, paged by `(at, kind, ref)`."""
+        parts = [
+            select(
+                cast(Account.opened_on, DateTime(timezone=True)).label("at"),
+                literal("account_opened").label("kind"),
+                Account.source.label("source"),
+                Account.account_ref.label("ref"),
+                func.concat(Account.product, " in ", Account.currency).label("detail"),
+            ).where(Account.customer_id.in_(customer_ids), Account.opened_on.is_not(None)),
+            select(
+                cast(Account.closed_on, DateTime(timezone=True)),
+                literal("account_closed"),
+                Account.source,
+                Account.account_ref,
+                func.concat(Account.product, " closed"),
+            ).where(Account.customer_id.in_(customer_ids), Account.closed_on.is_not(None)),
+            select(
+                Transaction.posted_at,
+                literal("transaction"),
+                Transaction.source,
+                Transaction.transaction_ref,
+                func.concat(
+                    Transaction.direction,
+                    " ",
+                    Transaction.amount,
+                    " ",
+                    Transaction.currency,
+                    " via ",
+                    Transaction.channel,
+                    " (",
+                    Transaction.counterparty,
+                    ")",
+                ),
+            ).where(Transaction.customer_id.in_(customer_ids)),
+            select(
+                Interaction.occurred_at,
+                Interaction.kind,
+                Interaction.source,
+                Interaction.interaction_ref,
+                func.concat("satisfaction ", func.coalesce(cast(Interaction.satisfaction, String), "-")),
+            ).where(Interaction.customer_id.in_(customer_ids)),
+            select(
+                IdentityChange.at,
+                IdentityChange.kind,
+                literal(None, String),
+                cast(IdentityChange.id, String),
+                IdentityChange.reason,
+            ).where(
+                or_(IdentityChange.customer_id.in_(customer_ids), IdentityChange.other_customer_id.in_(customer_ids))
+            ),
+            select(
+                ReconciliationDifference.detected_at,
+                literal("reconciliation"),
+                ReconciliationDifference.source,
+                ReconciliationDifference.account_ref,
+                func.concat(
+                    "snapshot of ",
+                    ReconciliationDifference.business_date,
+                    ": ",
+                    ReconciliationDifference.expected,
+                    " ",
+                    ReconciliationDifference.currency,
+                    ", running balance was ",
+                    ReconciliationDifference.found,
+                ),
+            ).where(ReconciliationDifference.customer_id.in_(customer_ids)),
+        ]
+        events = union_all(*parts).subquery()
+        stmt = select(events)
+        if after is not None:
+            stmt = stmt.where(tuple_(events.c.at, events.c.kind, events.c.ref) < tuple_(*after))
+        rows = await self.session.execute(
+            stmt.order_by(events.c.at.desc(), events.c.kind.desc(), events.c.ref.desc()).limit(limit)
+        )
+        return [r._mapping for r in rows]
+
+    async def freshness(self) -> Sequence[SourceFreshness]:
+        rows = await self.session.execute(select(SourceFreshness).order_by(SourceFreshness.source))
+        return rows.scalars().all()
+
+    async def reconciliation_summary(self) -> list[dict[str, Any]]:
+        rows = await self.session.execute(
+            select(
+                ReconciliationDifference.source,
+                func.count().label("differences"),
+                func.count(func.distinct(ReconciliationDifference.account_ref)).label("accounts"),
+                func.max(ReconciliationDifference.detected_at).label("last_detected_at"),
+            )
+            .group_by(ReconciliationDifference.source)
+            .order_by(ReconciliationDifference.source)
+        )
+        return [dict(r._mapping) for r in rows]
+
+    async def differences(self, *, before_id: int | None, limit: int) -> Sequence[ReconciliationDifference]:
+        stmt = select(ReconciliationDifference)
+        if before_id is not None:
+            stmt = stmt.where(ReconciliationDifference.id < before_id)
+        rows = await self.session.execute(stmt.order_by(ReconciliationDifference.id.desc()).limit(limit))
+        return rows.scalars().all()
+
+    async def identity_change_counts(self) -> dict[str, int]:
+        rows = await self.session.execute(select(IdentityChange.kind, func.count()).group_by(IdentityChange.kind))
+        return {kind: count for kind, count in rows}
 
 
 def _account_state(account: Account) -> AccountState:
@@ -302,18 +772,10 @@ def _account_state(account: Account) -> AccountState:
         balance=account.balance,
         balance_version=account.balance_version,
         balance_as_of=account.balance_as_of,
+        snapshot_on=account.snapshot_on,
     )
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-class CustomerFacts:
-    """The identity facts a profile event carries, read in one query for a batch."""
-
-    def __init__(self, branch_id: str | None, birth_date: date | None, marketing_consent: bool | None) -> None:
-        self.branch_id = branch_id
-        self.birth_date = birth_date
-        self.marketing_consent = marketing_consent

@@ -10,8 +10,9 @@ from runtime.db import create_engine, session_factory
 from services.profile.store import ProfileStore
 from tests.builders import unique_ref
 
+# A merged customer keeps no source records of its own: it is a redirect, not an orphan.
 ORPHANS = (
-    "SELECT count(*) FROM profile.customers c WHERE NOT EXISTS "
+    "SELECT count(*) FROM profile.customers c WHERE c.merged_into IS NULL AND NOT EXISTS "
     "(SELECT 1 FROM profile.source_records s WHERE s.customer_id = c.customer_id)"
 )
 
