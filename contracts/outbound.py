@@ -158,9 +158,13 @@ class CustomerErased(ContractModel):
 
 
 class TierChanged(ContractModel):
-    """Emitted by scoring when a customer's value tier is first assigned or changes.
+    """Emitted by scoring when a customer's value tier is first assigned or changes, and when a
+    customer goes on watch or comes off it.
 
-    Upgrades are immediate; downgrades come only after the grace period on watch.
+    Upgrades are immediate; downgrades come only after the grace period on watch. Going on watch
+    (measure below the floor of the tier held) is published with `from_tier` equal to `to_tier`
+    and `watch_since` set; climbing back during the grace period with `from_tier` equal to
+    `to_tier` and `watch_since` null.
     """
 
     EVENT_TYPE: ClassVar[str] = "c360.tier.changed.v1"
@@ -181,8 +185,12 @@ class TierChanged(ContractModel):
 class ScoreReason(ContractModel):
     """One factor behind a score, with its weight and an explanation for an RM."""
 
-    score: Literal["value", "churn"] = Field(description="Which score the factor contributes to.")
-    factor: Ref = Field(description="Machine name of the factor, such as `aum` or `outflow_30d`.")
+    score: Literal["value", "churn", "flag"] = Field(
+        description="Which score the factor contributes to; `flag` explains a risk flag (contribution 0)."
+    )
+    factor: Ref = Field(
+        description="Machine name of the factor, such as `aum` or `outflow_30d`; for a flag, the flag's name."
+    )
     contribution: Annotated[float, Field(allow_inf_nan=False)] = Field(
         description="How much the factor added to the score (negative when it lowered it)."
     )
