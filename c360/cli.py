@@ -5,6 +5,7 @@ c360 migrate             run every service's migrations against DATABASE_URL
 c360 topics              create every topic of the contract and its .dlq
 c360 token --role ROLE   print a bearer token for local use
 c360 demo                stream the small synthetic bank into a running platform
+c360 rescore             recompute every tier and score from stored profiles (after a policy change)
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--customers", type=int, default=3000)
     demo.add_argument("--seed", type=int, default=7)
 
+    rescore = commands.add_parser("rescore", help="recompute every tier and score under the configured policy")
+    rescore.add_argument("--policy", default=None, help="tier policy YAML (default: C360_SCORING__POLICY_FILE)")
+    rescore.add_argument("--score-model", dest="score_model", default=None, help="score model YAML")
+
     args = parser.parse_args(argv)
     settings = RuntimeSettings()
     configure_logging("c360", level="WARNING", fmt="text")
@@ -71,7 +76,30 @@ def main(argv: list[str] | None = None) -> int:
         count = asyncio.run(stream_demo_bank(settings.kafka_bootstrap_servers, args.customers, args.seed))
         print(f"produced {count} events")
         return 0
+    if args.command == "rescore":
+        return _rescore(args)
     return _up(settings, demo=args.demo, customers=args.customers)
+
+
+def _rescore(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from services.scoring.app import create_assessor
+    from services.scoring.rescore import rescore
+    from services.scoring.settings import ScoringSettings
+
+    settings = ScoringSettings()
+    if args.policy:
+        settings.scoring.policy_file = Path(args.policy)
+    if args.score_model:
+        settings.scoring.score_model_file = Path(args.score_model)
+    database_url = _require(settings.database_url, "DATABASE_URL")
+    progress = asyncio.run(rescore(database_url, create_assessor(settings), settings.scoring.batch))
+    if progress.customers == 0:
+        print("nothing re-scored: no customers yet, or another re-score holds the lock")
+        return 0
+    print(f"re-scored {progress.customers} customers; {progress.published} events queued for publishing")
+    return 0
 
 
 def _require(value: str, name: str) -> str:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
+
+from aiokafka import ConsumerRecord
 
 from contracts import (
     AccountBalance,
@@ -20,9 +23,12 @@ from contracts import (
     InteractionKind,
     InteractionRecorded,
     Product,
+    ProfileUpdated,
     TransactionPosted,
     build_event,
+    parse_event,
 )
+from runtime.consumer import ConsumedEvent
 
 SOURCE = "core-deposits"
 
@@ -168,3 +174,36 @@ def interaction_recorded(
 def fx_rate(currency: str, rate: str, *, as_of: datetime | None = None) -> CloudEvent:
     data = FxRate(currency=currency, rate_to_cny=Decimal(rate), as_of=as_of or datetime.now(UTC))
     return build_event(data, source="fx-feed")
+
+
+def profile_updated(
+    customer_id: str,
+    avg: str,
+    *,
+    aum: str | None = None,
+    at: datetime | None = None,
+    branch_id: str = "BR01",
+) -> CloudEvent:
+    """A profile view as the profile service publishes it, with the figures tiers are decided on."""
+    data = ProfileUpdated(
+        customer_id=customer_id,
+        aum_cny=Decimal(aum or avg),
+        aum_avg_30d_cny=Decimal(avg),
+        liabilities_cny=Decimal("0.00"),
+        product_holdings={Product.TIME_DEPOSIT: 1},
+        tags=[],
+        changed=["balances"],
+        branch_id=branch_id,
+        birth_date=date(1980, 5, 17),
+    )
+    return build_event(data, source="profile", time=at or datetime.now(UTC))
+
+
+def consumed(topic: str, events: Sequence[CloudEvent]) -> list[ConsumedEvent]:
+    """Events as a handler receives them from the consumer, for driving a handler directly."""
+    out = []
+    for offset, event in enumerate(events):
+        raw = event.to_bytes()
+        record = ConsumerRecord(topic, 0, offset, 0, 0, b"", raw, None, 0, len(raw), ())
+        out.append(ConsumedEvent(parse_event(raw, topic=topic), record))
+    return out

@@ -34,7 +34,8 @@ class EngagementHandler:
     async def __call__(self, ctx: BatchContext, events: Sequence[ConsumedEvent]) -> None:
         store = EngagementStore(ctx.session)
         now = ctx.clock.now()
-        tier_events = [e for e in events if isinstance(e.data, TierChanged)]
+        # A watch starting or ending (`from_tier == to_tier`) leaves the tier and its `since` as they are.
+        tier_events = [e for e in events if isinstance(e.data, TierChanged) and e.data.from_tier != e.data.to_tier]
         if not tier_events:
             return
         latest: dict[str, dict[str, Any]] = {}

@@ -1,18 +1,23 @@
-"""The scoring service's internal HTTP API: a customer's tier and its history."""
+"""The scoring service's internal HTTP API: a customer's tier (with watch status and history),
+scores with their reasons, and the tier-distribution report."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
 
-from fastapi import APIRouter
-from pydantic import BaseModel
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
 
+from contracts import ScoreReason
 from runtime.errors import NotFound
 from runtime.service import SessionDep
-from services.scoring.store import ScoringStore
+from services.scoring.assessor import Assessor, reasons_of
+from services.scoring.policy import TierState, watch_ends
+from services.scoring.store import DistributionRow, ScoringStore
 
-router = APIRouter(prefix="/internal", tags=["tiers"])
+router = APIRouter(prefix="/internal", tags=["tiers and scores"])
+SHARE = Decimal("0.0001")
 
 
 class TierChangeView(BaseModel):
@@ -23,25 +28,149 @@ class TierChangeView(BaseModel):
     effective_at: datetime
 
 
+class WatchView(BaseModel):
+    since: datetime = Field(description="Since when the measure has been below the tier's floor.")
+    floor_cny: Decimal = Field(description="The floor of the tier held.")
+    downgrade_at: datetime = Field(description="When the downgrade takes effect unless the measure climbs back.")
+
+
 class TierView(BaseModel):
-    customer_id: str
+    customer_id: str = Field(description="The customer answered for: the survivor when the id asked was merged.")
     tier: str
-    since: datetime
+    since: datetime = Field(description="When the customer entered the tier.")
+    measure: str = Field(description="The profile figure the policy decides on.")
     measure_cny: Decimal
-    history: list[TierChangeView]
+    aum_cny: Decimal
+    aum_avg_30d_cny: Decimal
+    rm_grade: str | None = Field(description="The RM grade the tier needs; null when the branch serves it.")
+    watch: WatchView | None = Field(description="Set while the customer is on watch (the exit mechanism).")
+    history: list[TierChangeView] = Field(description="Tier changes and watch periods, newest first.")
 
 
-@router.get("/customers/{customer_id}/tier", response_model=TierView, summary="A customer's tier and history")
-async def get_tier(customer_id: str, session: SessionDep) -> TierView:
+class ScoresView(BaseModel):
+    customer_id: str
+    value_score: int = Field(ge=0, le=100)
+    churn_risk: float = Field(ge=0, le=1)
+    risk_flags: list[str]
+    reasons: list[ScoreReason] = Field(description="Each factor's contribution, in words an RM can read.")
+    computed_at: datetime
+
+
+class DistributionLine(BaseModel):
+    name: str = Field(description="The tier, or the AUM band such as `50,000 to 200,000`.")
+    floor_cny: Decimal
+    customers: int
+    customer_share: Decimal = Field(description="Share of all customers, 0 to 1.")
+    aum_cny: Decimal = Field(description="Current AUM of these customers.")
+    aum_share: Decimal = Field(description="Share of all AUM, 0 to 1.")
+    on_watch: int | None = Field(default=None, description="Customers of the tier on watch (tiers only).")
+
+
+class TierDistribution(BaseModel):
+    measure: str = Field(description="What tiers are decided on; bands are always by current AUM.")
+    customers: int
+    aum_cny: Decimal
+    tiers: list[DistributionLine]
+    bands: list[DistributionLine]
+
+
+def assessor_of(request: Request) -> Assessor:
+    assessor: Assessor = request.app.state.assessor
+    return assessor
+
+
+@router.get("/customers/{customer_id}/tier", response_model=TierView, summary="A customer's tier, watch and history")
+async def get_tier(customer_id: str, session: SessionDep, request: Request) -> TierView:
+    policy = assessor_of(request).policy
     store = ScoringStore(session)
-    tier = await store.tier(customer_id)
-    if tier is None:
+    answered = await store.resolve(customer_id)
+    row = await store.tier(answered)
+    if row is None:
         raise NotFound(f"no tier for customer {customer_id}")
-    history = await store.history(customer_id)
+    history = await store.history([answered, *await store.absorbed(answered)])
+    rule = policy.find(row.tier)
+    ends = watch_ends(policy, TierState(row.tier, row.since, row.watch_since))
+    watch = (
+        WatchView(since=row.watch_since, floor_cny=rule.floor if rule else Decimal(0), downgrade_at=ends)
+        if row.watch_since is not None and ends is not None
+        else None
+    )
     return TierView(
-        customer_id=tier.customer_id,
-        tier=tier.tier,
-        since=tier.since,
-        measure_cny=tier.measure_cny,
+        customer_id=answered,
+        tier=row.tier,
+        since=row.since,
+        measure=policy.measure,
+        measure_cny=row.measure_cny,
+        aum_cny=row.aum_cny,
+        aum_avg_30d_cny=row.aum_avg_30d_cny,
+        rm_grade=rule.rm_grade if rule else None,
+        watch=watch,
         history=[TierChangeView.model_validate(h, from_attributes=True) for h in history],
     )
+
+
+@router.get("/customers/{customer_id}/scores", response_model=ScoresView, summary="A customer's scores and reasons")
+async def get_scores(customer_id: str, session: SessionDep) -> ScoresView:
+    store = ScoringStore(session)
+    answered = await store.resolve(customer_id)
+    row = await store.score(answered)
+    if row is None:
+        raise NotFound(f"no scores for customer {customer_id}")
+    return ScoresView(
+        customer_id=answered,
+        value_score=row.value_score,
+        churn_risk=row.churn_risk,
+        risk_flags=list(row.risk_flags),
+        reasons=reasons_of(row),
+        computed_at=row.computed_at,
+    )
+
+
+def _share(part: Decimal | int, whole: Decimal | int) -> Decimal:
+    return (Decimal(part) / Decimal(whole)).quantize(SHARE) if whole else Decimal(0).quantize(SHARE)
+
+
+def _line(
+    name: str, floor: Decimal, row: DistributionRow | None, customers: int, aum: Decimal, on_watch: int | None = None
+) -> DistributionLine:
+    count = row.customers if row else 0
+    total = row.aum_cny if row else Decimal("0.00")
+    return DistributionLine(
+        name=name,
+        floor_cny=floor,
+        customers=count,
+        customer_share=_share(count, customers),
+        aum_cny=total,
+        aum_share=_share(total, aum),
+        on_watch=on_watch,
+    )
+
+
+@router.get(
+    "/reports/tier-distribution",
+    response_model=TierDistribution,
+    summary="Customers and AUM per tier and per AUM band",
+    description="Per tier (in policy order) and per AUM band of the policy's `report_bands`: the number of "
+    "customers, their share, their current AUM and its share, as in a bank's own customer-structure report.",
+)
+async def tier_distribution(session: SessionDep, request: Request) -> TierDistribution:
+    policy = assessor_of(request).policy
+    store = ScoringStore(session)
+    by_tier = {row.key: row for row in await store.distribution_by_tier()}
+    by_band = await store.distribution_by_band(policy.report_bands)
+    watching = await store.watch_counts()
+    customers = sum(row.customers for row in by_tier.values())
+    aum = sum((row.aum_cny for row in by_tier.values()), Decimal("0.00"))
+    tiers = [_line(t.name, t.floor, by_tier.get(t.name), customers, aum, watching.get(t.name, 0)) for t in policy.tiers]
+    # Customers still in a tier a changed policy no longer has, until a re-score moves them.
+    names = {t.name for t in policy.tiers}
+    tiers += [
+        _line(name, Decimal(0), row, customers, aum, watching.get(name, 0))
+        for name, row in sorted(by_tier.items())
+        if name not in names
+    ]
+    bands = [
+        _line(policy.band_label(i), floor, by_band.get(i), customers, aum)
+        for i, floor in enumerate(policy.report_bands)
+    ]
+    return TierDistribution(measure=policy.measure, customers=customers, aum_cny=aum, tiers=tiers, bands=bands)

@@ -3,46 +3,89 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.scoring.models import CustomerTier, TierChange
+from services.scoring.models import CustomerScore, CustomerTier, MergedCustomer, TierChange
+from services.scoring.policy import TierPolicy
+
+TIER_COLUMNS = (
+    "tier",
+    "since",
+    "watch_since",
+    "measure_cny",
+    "aum_cny",
+    "aum_avg_30d_cny",
+    "branch_id",
+    "profile",
+    "profile_at",
+    "updated_at",
+)
+SCORE_COLUMNS = (
+    "value_score",
+    "churn_risk",
+    "risk_flags",
+    "reasons",
+    "computed_at",
+    "published_value_score",
+    "published_churn_risk",
+    "published_risk_flags",
+    "published_at",
+)
+# Personal data a stored profile may carry; erasure removes it and keeps the figures.
+PERSONAL_PROFILE_FIELDS = ("birth_date",)
+
+
+@dataclass(frozen=True)
+class DistributionRow:
+    key: str
+    customers: int
+    aum_cny: Decimal
 
 
 class ScoringStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    # -- current tiers and scores ----------------------------------------------------------------
+
     async def tiers(self, customer_ids: Iterable[str]) -> dict[str, CustomerTier]:
+        """Current tier rows, locked for this transaction (in id order, so never a deadlock)."""
         ids = sorted(set(customer_ids))
         rows = await self.session.execute(
-            select(CustomerTier).where(CustomerTier.customer_id.in_(ids)).with_for_update()
+            select(CustomerTier)
+            .where(CustomerTier.customer_id.in_(ids))
+            .order_by(CustomerTier.customer_id)
+            .with_for_update()
         )
         return {row.customer_id: row for row in rows.scalars()}
 
+    async def scores(self, customer_ids: Iterable[str]) -> dict[str, CustomerScore]:
+        ids = sorted(set(customer_ids))
+        rows = await self.session.execute(select(CustomerScore).where(CustomerScore.customer_id.in_(ids)))
+        return {row.customer_id: row for row in rows.scalars()}
+
     async def save_tiers(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Upsert current tiers (one statement); `since` only moves when the tier changes."""
+        await self._upsert(CustomerTier, rows, TIER_COLUMNS)
+
+    async def save_scores(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        await self._upsert(CustomerScore, rows, SCORE_COLUMNS)
+
+    async def _upsert(
+        self, model: type[CustomerTier | CustomerScore], rows: Sequence[Mapping[str, Any]], columns: Sequence[str]
+    ) -> None:
         if not rows:
             return
-        stmt = pg_insert(CustomerTier).values(list(rows))
+        stmt = pg_insert(model).values(list(rows))
         await self.session.execute(
             stmt.on_conflict_do_update(
-                index_elements=[CustomerTier.customer_id],
-                set_={
-                    name: stmt.excluded[name]
-                    for name in (
-                        "tier",
-                        "since",
-                        "measure_cny",
-                        "aum_cny",
-                        "aum_avg_30d_cny",
-                        "branch_id",
-                        "updated_at",
-                    )
-                },
+                index_elements=[model.customer_id], set_={name: stmt.excluded[name] for name in columns}
             )
         )
 
@@ -50,14 +93,124 @@ class ScoringStore:
         if changes:
             await self.session.execute(insert(TierChange), list(changes))
 
+    # -- what profile tells us about identities ---------------------------------------------------
+
+    async def merged_ids(self, customer_ids: Iterable[str]) -> dict[str, str]:
+        ids = sorted(set(customer_ids))
+        rows = await self.session.execute(
+            select(MergedCustomer.customer_id, MergedCustomer.merged_into).where(MergedCustomer.customer_id.in_(ids))
+        )
+        return {cid: into for cid, into in rows}
+
+    async def merge(self, merged: str, survivor: str, at: datetime) -> None:
+        """The merged customer has no tier of its own any more; earlier redirects follow to the survivor."""
+        await self.session.execute(
+            pg_insert(MergedCustomer)
+            .values(customer_id=merged, merged_into=survivor, merged_at=at)
+            .on_conflict_do_nothing()
+        )
+        await self.session.execute(
+            update(MergedCustomer).where(MergedCustomer.merged_into == merged).values(merged_into=survivor)
+        )
+        for model in (CustomerTier, CustomerScore):
+            await self.session.execute(delete(model).where(model.customer_id == merged))
+
+    async def erase(self, customer_id: str) -> None:
+        """Drop the personal fields of the stored profile; tiers, scores and figures stay."""
+        stripped: Any = CustomerTier.profile
+        for name in PERSONAL_PROFILE_FIELDS:
+            stripped = stripped.op("-")(name)
+        await self.session.execute(
+            update(CustomerTier)
+            .where(CustomerTier.customer_id == customer_id, CustomerTier.profile.is_not(None))
+            .values(profile=stripped)
+        )
+
+    # -- sweeps -------------------------------------------------------------------------------------
+
+    async def due_downgrades(self, policy: TierPolicy, now: datetime, limit: int) -> Sequence[CustomerTier]:
+        """Customers whose grace period has run out, locked; rows another instance holds are skipped."""
+        due = or_(
+            *(
+                and_(CustomerTier.tier == tier.name, CustomerTier.watch_since <= now - policy.grace(tier.name))
+                for tier in policy.tiers
+            ),
+            CustomerTier.tier.not_in([t.name for t in policy.tiers]),
+        )
+        rows = await self.session.execute(
+            select(CustomerTier)
+            .where(CustomerTier.watch_since.is_not(None), CustomerTier.profile.is_not(None), due)
+            .order_by(CustomerTier.customer_id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return rows.scalars().all()
+
+    async def page(self, after: str, limit: int) -> Sequence[CustomerTier]:
+        """The next customers after `after` in id order, locked, for a re-score."""
+        rows = await self.session.execute(
+            select(CustomerTier)
+            .where(CustomerTier.customer_id > after, CustomerTier.profile.is_not(None))
+            .order_by(CustomerTier.customer_id)
+            .limit(limit)
+            .with_for_update()
+        )
+        return rows.scalars().all()
+
+    # -- reads for the API --------------------------------------------------------------------------
+
+    async def resolve(self, customer_id: str) -> str:
+        """The customer id that answers for `customer_id`: the survivor when it was merged."""
+        merged = await self.session.scalar(
+            select(MergedCustomer.merged_into).where(MergedCustomer.customer_id == customer_id)
+        )
+        return merged or customer_id
+
     async def tier(self, customer_id: str) -> CustomerTier | None:
         return await self.session.get(CustomerTier, customer_id)
 
-    async def history(self, customer_id: str, limit: int = 100) -> Sequence[TierChange]:
+    async def score(self, customer_id: str) -> CustomerScore | None:
+        return await self.session.get(CustomerScore, customer_id)
+
+    async def history(self, customer_ids: Sequence[str], limit: int = 100) -> Sequence[TierChange]:
         rows = await self.session.execute(
             select(TierChange)
-            .where(TierChange.customer_id == customer_id)
+            .where(TierChange.customer_id.in_(customer_ids))
             .order_by(TierChange.effective_at.desc(), TierChange.id.desc())
             .limit(limit)
         )
         return rows.scalars().all()
+
+    async def absorbed(self, survivor: str) -> list[str]:
+        rows = await self.session.execute(
+            select(MergedCustomer.customer_id)
+            .where(MergedCustomer.merged_into == survivor)
+            .order_by(MergedCustomer.customer_id)
+        )
+        return list(rows.scalars())
+
+    async def distribution_by_tier(self) -> list[DistributionRow]:
+        rows = await self.session.execute(
+            select(CustomerTier.tier, func.count(), func.coalesce(func.sum(CustomerTier.aum_cny), 0)).group_by(
+                CustomerTier.tier
+            )
+        )
+        return [DistributionRow(tier, count, Decimal(aum)) for tier, count, aum in rows]
+
+    async def distribution_by_band(self, bands: Sequence[Decimal]) -> dict[int, DistributionRow]:
+        """Customers and AUM per band of current AUM; `bands` are the bands' lower bounds."""
+        band = case(
+            *((CustomerTier.aum_cny >= floor, index) for index, floor in reversed(list(enumerate(bands)))), else_=0
+        ).label("band")
+        rows = await self.session.execute(
+            select(band, func.count(), func.coalesce(func.sum(CustomerTier.aum_cny), 0)).group_by(band)
+        )
+        return {index: DistributionRow(str(index), count, Decimal(aum)) for index, count, aum in rows}
+
+    async def watch_counts(self) -> dict[str, int]:
+        rows = await self.session.execute(
+            select(CustomerTier.tier, func.count())
+            .where(CustomerTier.watch_since.is_not(None))
+            .group_by(CustomerTier.tier)
+        )
+        return {tier: count for tier, count in rows}

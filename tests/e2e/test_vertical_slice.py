@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 import pytest
 
@@ -30,7 +32,11 @@ async def test_an_asset_account_flows_to_a_vip_tier_and_a_welcome_task(platform:
         [
             (BANK_CUSTOMERS, customer_upserted(ref, id_number=number, branch_id="BR07", phone="13912345678")),
             (BANK_ACCOUNTS, account_opened(ref, f"{ref}-TD1")),
-            (BANK_ACCOUNTS, account_balance(ref, f"{ref}-TD1", "350000.00")),
+            # Held for 40 days, so the 30-day average daily AUM the tier is decided on is all of it.
+            (
+                BANK_ACCOUNTS,
+                account_balance(ref, f"{ref}-TD1", "350000.00", as_of=datetime.now(UTC) - timedelta(days=40)),
+            ),
         ],
     )
     with httpx.Client(base_url=platform.gateway, headers=platform.headers(Role.ADMIN), timeout=5) as client:

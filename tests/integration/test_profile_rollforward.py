@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from aiokafka import ConsumerRecord
-
-from contracts import BANK_ACCOUNTS, CloudEvent, ProfileUpdated, parse_event
+from contracts import BANK_ACCOUNTS, ProfileUpdated
 from runtime.clock import FixedClock
-from runtime.consumer import BatchContext, ConsumedEvent
+from runtime.consumer import BatchContext
 from runtime.db import create_engine, session_factory, transaction
 from services.profile.app import rollforward_job
 from services.profile.handlers import ProfileHandler
@@ -17,19 +14,10 @@ from services.profile.identity import IdentityProtector
 from services.profile.settings import ProfileConfig
 from services.profile.store import ProfileStore
 from services.profile.view import ViewBuilder
-from tests.builders import account_balance, account_opened, unique_ref
+from tests.builders import account_balance, account_opened, consumed, unique_ref
 
 # Far from the wall clock, so the running platform's own roll-forward never has this day.
 START = datetime(2030, 1, 10, 4, 0, tzinfo=UTC)
-
-
-def consumed(topic: str, events: Sequence[CloudEvent]) -> list[ConsumedEvent]:
-    out = []
-    for offset, event in enumerate(events):
-        raw = event.to_bytes()
-        record = ConsumerRecord(topic, 0, offset, 0, 0, b"", raw, None, 0, len(raw), ())
-        out.append(ConsumedEvent(parse_event(raw, topic=topic), record))
-    return out
 
 
 def published(ctx: BatchContext, customer_id: str) -> list[ProfileUpdated]:
