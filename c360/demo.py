@@ -75,11 +75,14 @@ def demo_events(customers: int, seed: int, now: datetime | None = None) -> Itera
                 customer_ref=ref,
                 product=product,
                 currency="CNY",
-                opened_on=now.date() - timedelta(days=rng.randrange(30, 3650)),
+                opened_on=now.date() - timedelta(days=rng.randrange(61, 3650)),
             )
             yield "bank.accounts.v1", build_event(opened, source=SOURCE, time=now)
+            # Held since a day in the last two months, so the 30-day average AUM (what tiers are
+            # decided on) is the balance itself, as for a customer the bank has had for a while.
+            held_since = now - timedelta(days=rng.randrange(31, 61))
             balance_event = AccountBalance(
-                account_ref=account_ref, customer_ref=ref, balance=balance, currency="CNY", as_of=now, version=1
+                account_ref=account_ref, customer_ref=ref, balance=balance, currency="CNY", as_of=held_since, version=1
             )
             yield "bank.accounts.v1", build_event(balance_event, source=SOURCE, time=now)
 
