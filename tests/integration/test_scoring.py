@@ -18,6 +18,7 @@ from contracts import C360_PROFILES, CloudEvent, CustomerErased, CustomerMerged,
 from runtime.clock import FixedClock
 from runtime.consumer import BatchContext
 from runtime.db import create_engine, session_factory, transaction
+from runtime.jobs import PeriodicJob
 from runtime.outbox import OutboxMessage
 from services.scoring.app import grace_job
 from services.scoring.assessor import Assessor
@@ -46,8 +47,8 @@ class Scoring:
             await ScoringHandler(self.assessor)(ctx, consumed(C360_PROFILES, events))
         return ctx.outbox
 
-    async def sweep(self) -> list[OutboxMessage]:
-        job = grace_job(self.assessor, batch=100, interval_s=60)
+    async def drain(self, job: PeriodicJob) -> list[OutboxMessage]:
+        """Run the job's rounds, a transaction each, until nothing more is due; what they published."""
         outbox: list[OutboxMessage] = []
         more = True
         while more:
@@ -56,6 +57,9 @@ class Scoring:
                 more = await job.run(ctx)
             outbox += ctx.outbox
         return outbox
+
+    async def sweep(self) -> list[OutboxMessage]:
+        return await self.drain(grace_job(self.assessor, batch=100, interval_s=60))
 
     @asynccontextmanager
     async def store(self) -> AsyncIterator[ScoringStore]:
@@ -191,14 +195,7 @@ async def test_a_rescore_under_a_new_policy_publishes_real_changes_once(
 
     async def run() -> list[OutboxMessage]:
         progress = RescoreProgress()
-        job = rescore_job(stricter, 200, progress)
-        outbox: list[OutboxMessage] = []
-        more = True
-        while more:
-            async with transaction(scoring.sessions) as session:
-                ctx = BatchContext(session=session, clock=scoring.clock, source="scoring")
-                more = await job.run(ctx)
-            outbox += ctx.outbox
+        outbox = await scoring.drain(rescore_job(stricter, 200, progress))
         assert progress.customers >= 2
         return outbox
 
