@@ -116,7 +116,10 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# `scope="function"`: the transaction commits when the route returns and before the response is
+# sent, so a client that got a 2xx reads what it wrote, and a failed commit is an error response,
+# never a success. (FastAPI's default runs this teardown after the response has gone out.)
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 async def get_publisher(session: SessionDep, runtime: RuntimeDep) -> AsyncIterator[BatchContext]:
@@ -126,7 +129,7 @@ async def get_publisher(session: SessionDep, runtime: RuntimeDep) -> AsyncIterat
     await write_outbox(session, runtime.relay.table, context.outbox)
 
 
-PublisherDep = Annotated[BatchContext, Depends(get_publisher)]
+PublisherDep = Annotated[BatchContext, Depends(get_publisher, scope="function")]
 
 
 async def _start_producer(producer: AIOKafkaProducer, name: str) -> None:
