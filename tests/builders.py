@@ -10,6 +10,7 @@ from decimal import Decimal
 from aiokafka import ConsumerRecord
 
 from contracts import (
+    EVENT_TYPES,
     AccountBalance,
     AccountOpened,
     AccountSnapshot,
@@ -183,27 +184,36 @@ def profile_updated(
     aum: str | None = None,
     at: datetime | None = None,
     branch_id: str = "BR01",
+    birth_date: date = date(1980, 5, 17),
+    consent: bool | None = True,
+    **extra: object,
 ) -> CloudEvent:
     """A profile view as the profile service publishes it, with the figures tiers are decided on."""
-    data = ProfileUpdated(
-        customer_id=customer_id,
-        aum_cny=Decimal(aum or avg),
-        aum_avg_30d_cny=Decimal(avg),
-        liabilities_cny=Decimal("0.00"),
-        product_holdings={Product.TIME_DEPOSIT: 1},
-        tags=[],
-        changed=["balances"],
-        branch_id=branch_id,
-        birth_date=date(1980, 5, 17),
+    data = ProfileUpdated.model_validate(
+        {
+            "customer_id": customer_id,
+            "aum_cny": Decimal(aum or avg),
+            "aum_avg_30d_cny": Decimal(avg),
+            "liabilities_cny": Decimal("0.00"),
+            "product_holdings": {Product.TIME_DEPOSIT: 1},
+            "tags": [],
+            "changed": ["balances"],
+            "branch_id": branch_id,
+            "birth_date": birth_date,
+            "marketing_consent": consent,
+            **extra,
+        }
     )
     return build_event(data, source="profile", time=at or datetime.now(UTC))
 
 
-def consumed(topic: str, events: Sequence[CloudEvent]) -> list[ConsumedEvent]:
-    """Events as a handler receives them from the consumer, for driving a handler directly."""
+def consumed(topic: str | None, events: Sequence[CloudEvent]) -> list[ConsumedEvent]:
+    """Events as a handler receives them from the consumer, for driving a handler directly; with no
+    `topic`, each from the topic its type is published on."""
     out = []
     for offset, event in enumerate(events):
         raw = event.to_bytes()
-        record = ConsumerRecord(topic, 0, offset, 0, 0, b"", raw, None, 0, len(raw), ())
-        out.append(ConsumedEvent(parse_event(raw, topic=topic), record))
+        on = topic or EVENT_TYPES[event.type].topic
+        record = ConsumerRecord(on, 0, offset, 0, 0, b"", raw, None, 0, len(raw), ())
+        out.append(ConsumedEvent(parse_event(raw, topic=on), record))
     return out

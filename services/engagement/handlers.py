@@ -1,67 +1,116 @@
-"""What each consumed batch does: keep customers' tiers and turn tier changes into tasks."""
+"""What each consumed batch does: fold profile, tier and score events into what engagement knows
+of each customer, follow merges and erasures, then let the catalogue act on every customer the
+batch touched, with the signals the batch carried (a tier entered, a watch begun, a new flag)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import replace
 
-from contracts import TASK_CREATED, TaskEvent, TaskStatus, TierChanged
+from contracts import (
+    CustomerErased,
+    CustomerMerged,
+    ProfileUpdated,
+    ScoreUpdated,
+    TaskStatus,
+    TierChanged,
+)
 from runtime.consumer import BatchContext, ConsumedEvent
-from services.engagement.models import Task
-from services.engagement.rules import WelcomeRule
+from services.engagement.engine import Engagement
+from services.engagement.models import CustomerState
+from services.engagement.rules import Signals
 from services.engagement.store import EngagementStore
 
 
-def task_event(task: Task) -> TaskEvent:
-    return TaskEvent(
-        task_id=task.task_id,
-        customer_id=task.customer_id,
-        action=task.action,
-        reason=task.reason,
-        priority=task.priority,
-        due_at=task.due_at,
-        rm_id=task.rm_id,
-        status=TaskStatus(task.status),
-        outcome=task.outcome,
-        branch_id=task.branch_id,
-    )
+def _later(a: object, b: object) -> object:
+    return b if a is None or (b is not None and b > a) else a  # type: ignore[operator]
 
 
 class EngagementHandler:
-    def __init__(self, welcome: WelcomeRule) -> None:
-        self.welcome = welcome
+    def __init__(self, engagement: Engagement) -> None:
+        self.engagement = engagement
 
     async def __call__(self, ctx: BatchContext, events: Sequence[ConsumedEvent]) -> None:
         store = EngagementStore(ctx.session)
         now = ctx.clock.now()
-        # A watch starting or ending (`from_tier == to_tier`) leaves the tier and its `since` as they are.
-        tier_events = [e for e in events if isinstance(e.data, TierChanged) and e.data.from_tier != e.data.to_tier]
-        if not tier_events:
-            return
-        latest: dict[str, dict[str, Any]] = {}
-        for event in tier_events:
-            assert isinstance(event.data, TierChanged)
-            change = event.data
-            latest[change.customer_id] = {
-                "customer_id": change.customer_id,
-                "tier": change.to_tier,
-                "tier_since": change.effective_at,
-                "updated_at": now,
+        touched = sorted(
+            {
+                e.data.customer_id
+                for e in events
+                if isinstance(e.data, ProfileUpdated | TierChanged | ScoreUpdated | CustomerErased)
             }
-        await store.save_customer_tiers([latest[cid] for cid in sorted(latest)])
-        known = await store.customers(sorted(latest))
-        for event in tier_events:
-            assert isinstance(event.data, TierChanged)
-            change = event.data
-            proposal = self.welcome.propose(change.customer_id, change.from_tier, change.to_tier, now)
-            if proposal is None:
+            | {e.data.merged_customer_id for e in events if isinstance(e.data, CustomerMerged)}
+        )
+        if not touched:
+            return
+        rows = await store.lock_customers(touched, now)
+        signals: dict[str, Signals] = {}
+        causes: dict[str, ConsumedEvent] = {}
+        for event in events:
+            data = event.data
+            if isinstance(data, ProfileUpdated):
+                self._profile(rows[data.customer_id], data, event)
+            elif isinstance(data, TierChanged):
+                signals[data.customer_id] = self._tier(rows[data.customer_id], data, signals.get(data.customer_id))
+            elif isinstance(data, ScoreUpdated):
+                signals[data.customer_id] = self._score(rows[data.customer_id], data, signals.get(data.customer_id))
+            elif isinstance(data, CustomerMerged):
+                await self._merged(ctx, store, rows[data.merged_customer_id], data, event)
                 continue
-            customer = known.get(change.customer_id)
-            task = await store.create_task(
-                proposal,
-                rm_id=customer.rm_id if customer else None,
-                branch_id=customer.branch_id if customer else None,
-                now=now,
-            )
-            if task is not None:
-                ctx.publish(task_event(task), type_=TASK_CREATED, cause=event)
+            elif isinstance(data, CustomerErased):
+                await store.erase(data.customer_id, now)
+                continue
+            else:
+                continue
+            causes[data.customer_id] = event
+        await self.engagement.evaluate(ctx, store, rows, signals, causes)
+
+    @staticmethod
+    def _profile(row: CustomerState, data: ProfileUpdated, event: ConsumedEvent) -> None:
+        at = event.envelope.time
+        if row.profile_at is not None and at < row.profile_at:
+            return  # an older view than the one kept
+        row.profile = data.model_dump(mode="json")
+        row.profile_at = at
+        row.branch_id = data.branch_id or row.branch_id
+        row.marketing_consent = data.marketing_consent
+        row.birth_date = data.birth_date
+        if data.interactions is not None:
+            row.last_contact_at = _later(row.last_contact_at, data.interactions.last_contact_at)  # type: ignore[assignment]
+
+    @staticmethod
+    def _tier(row: CustomerState, data: TierChanged, seen: Signals | None) -> Signals:
+        signals = seen or Signals()
+        if row.tier_since is not None and data.effective_at < row.tier_since:
+            return signals  # older than the tier kept
+        if data.from_tier != data.to_tier:
+            row.tier, row.tier_since, row.watch_since = data.to_tier, data.effective_at, None
+            return replace(signals, entered_tier=(data.from_tier, data.to_tier), watch_started=False)
+        row.tier = data.to_tier
+        row.watch_since = data.watch_since
+        return replace(signals, watch_started=data.watch_since is not None)
+
+    @staticmethod
+    def _score(row: CustomerState, data: ScoreUpdated, seen: Signals | None) -> Signals:
+        signals = seen or Signals()
+        new = frozenset(data.risk_flags) - frozenset(row.risk_flags or ())
+        row.value_score = data.value_score
+        row.churn_risk = data.churn_risk
+        row.risk_flags = sorted(data.risk_flags)
+        row.flag_reasons = {r.factor: r.text for r in data.reasons if r.score == "flag"}
+        return replace(signals, new_flags=signals.new_flags | new)
+
+    async def _merged(
+        self, ctx: BatchContext, store: EngagementStore, row: CustomerState, data: CustomerMerged, event: ConsumedEvent
+    ) -> None:
+        """The merged customer is no one any more: its open tasks are dismissed; the survivor's own
+        events bring its tasks."""
+        now = ctx.clock.now()
+        row.merged_into = data.surviving_customer_id
+        row.rm_id = None
+        row.next_check_at = None
+        for task in await store.open_tasks(row.customer_id, lock=True):
+            task.status = TaskStatus.DISMISSED.value
+            task.outcome = f"customer merged into {data.surviving_customer_id}"
+            task.closed_at = task.updated_at = now
+            self.engagement.publish(ctx, task, created=False, cause=event)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import DateTime, Index, Integer, Text, func, text
+from sqlalchemy import BigInteger, Boolean, Date, DateTime, Float, Index, Integer, Text, UniqueConstraint, func, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from runtime.db import service_metadata
@@ -17,6 +19,10 @@ class Base(DeclarativeBase):
 
 
 OPEN_STATUSES = ("open", "in_progress")
+# The predicate of the one-open-task-per-action index, as literal SQL: ON CONFLICT can infer a
+# partial index only from a predicate it can prove, which bound parameters are not once
+# PostgreSQL switches a prepared statement to its generic plan.
+OPEN_TASK = text("status IN ('open', 'in_progress')")
 
 
 class Task(Base):
@@ -29,10 +35,11 @@ class Task(Base):
             "customer_id",
             "action",
             unique=True,
-            postgresql_where=text("status IN ('open', 'in_progress')"),
+            postgresql_where=OPEN_TASK,
         ),
         Index("ix_tasks_rm_status_due", "rm_id", "status", "due_at"),
-        Index("ix_tasks_customer", "customer_id"),
+        Index("ix_tasks_branch_status_due", "branch_id", "status", "due_at"),
+        Index("ix_tasks_customer", "customer_id", "action", "created_at"),
     )
 
     task_id: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -47,16 +54,70 @@ class Task(Base):
     outcome: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), comment="When done or dismissed.")
 
 
 class CustomerState(Base):
-    """What engagement knows of a customer from the events it consumes."""
+    """What engagement knows of a customer from profile, scoring and its own tasks."""
 
     __tablename__ = "customers"
+    __table_args__ = (
+        Index("ix_customers_next_check", "next_check_at", postgresql_where=text("next_check_at IS NOT NULL")),
+        Index("ix_customers_rm", "rm_id"),
+    )
 
     customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
     tier: Mapped[str | None] = mapped_column(Text)
     tier_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    watch_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     rm_id: Mapped[str | None] = mapped_column(Text)
     branch_id: Mapped[str | None] = mapped_column(Text)
+    marketing_consent: Mapped[bool | None] = mapped_column(Boolean)
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    profile: Mapped[dict[str, Any] | None] = mapped_column(JSONB, comment="The newest profile.updated data.")
+    profile_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    value_score: Mapped[int | None] = mapped_column(Integer)
+    churn_risk: Mapped[float | None] = mapped_column(Float)
+    risk_flags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    flag_reasons: Mapped[dict[str, str]] = mapped_column(JSONB, server_default="{}")
+    last_contact_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), comment="Newest contact: from profile interactions or a task done with the customer."
+    )
+    next_check_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), comment="When a time-based rule may next fire; the sweep looks here."
+    )
+    merged_into: Mapped[str | None] = mapped_column(Text)
+    erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Manager(Base):
+    """A relationship manager on the roster."""
+
+    __tablename__ = "managers"
+    __table_args__ = (Index("ix_managers_branch_grade", "branch_id", "grade"),)
+
+    rm_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    grade: Mapped[str] = mapped_column(Text)
+    branch_id: Mapped[str] = mapped_column(Text)
+    capacity: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Suppression(Base):
+    """A decision not to create a task, with its reason; repeats of one decision are counted."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("customer_id", "action", "code"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(Text)
+    code: Mapped[str] = mapped_column(Text, comment="open_task, cooldown, no_consent or weekly_cap.")
+    reason: Mapped[str] = mapped_column(Text, comment="The latest reason, readable by a supervisor.")
+    proposed_reason: Mapped[str] = mapped_column(Text, comment="Why the rule wanted the task.")
+    first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    count: Mapped[int] = mapped_column(Integer)

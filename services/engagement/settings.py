@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, Field
 
 from runtime.settings import ConsumerSettings, OutboxSettings, RuntimeSettings
+from services.engagement.rules import DEFAULT_CATALOGUE_FILE
 
 
 class EngagementConfig(BaseModel):
     host: str = Field(default="127.0.0.1", description="Interface the internal API listens on.")
     port: int = Field(default=8003, description="Port of the internal API.")
     group_id: str = Field(default="c360-engagement", description="Kafka consumer group.")
-    premium_tiers: list[str] = Field(
-        default=["vip", "wealth", "private"], description="Tiers served by a named RM (VIP and above)."
+    catalogue_file: Path = Field(
+        default=DEFAULT_CATALOGUE_FILE,
+        description="The action catalogue, contact policy and tier grades (YAML).",
     )
-    welcome_due_days: int = Field(default=3, ge=0, description="Days an RM has to make the welcome call.")
+    sweep_interval_s: float = Field(
+        default=60, gt=0, description="How often the scheduler looks for birthdays, maturities, revisits due."
+    )
+    batch: int = Field(default=500, gt=0, description="Customers per round of the scheduled sweep.")
 
 
 class EngagementSettings(RuntimeSettings):

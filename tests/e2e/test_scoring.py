@@ -136,7 +136,7 @@ async def test_a_complaint_raises_churn_risk_with_a_reason_an_rm_can_read(platfo
                 (BANK_INTERACTIONS, interaction_recorded(ref, kind=InteractionKind.COMPLAINT)),
             ],
         )
-        upset = poll(lambda: client.get(f"/internal/customers/{cid}/scores"), lambda r: r.json()["churn_risk"] > 0)
+        upset = poll(lambda: client.get(f"/internal/customers/{cid}/scores"), lambda r: r.json()["churn_risk"] == 0.2)
     assert upset["churn_risk"] == 0.2
     assert {"score": "churn", "factor": "complaints", "contribution": 0.2, "text": "2 open complaints"} in upset[
         "reasons"

@@ -24,13 +24,19 @@ from tests.e2e.flows import outbound, poll, produce
 pytestmark = pytest.mark.e2e
 
 
-async def test_an_asset_account_flows_to_a_vip_tier_and_a_welcome_task(platform: Platform, topics: str) -> None:
+async def test_an_asset_account_flows_to_a_vip_tier_and_a_welcome_task_for_the_assigned_rm(
+    platform: Platform, topics: str
+) -> None:
     ref = unique_ref("VIP")
     number = unique_id_number()
+    branch, rm = unique_ref("BR"), unique_ref("RM")
+    manager = {"name": "Zhou Min", "grade": "wealth_manager", "branch_id": branch, "capacity": 150}
+    with httpx.Client(base_url=platform.processes.url("engagement"), timeout=5) as engagement:
+        assert engagement.put(f"/internal/managers/{rm}", json=manager).status_code == 200
     await produce(
         topics,
         [
-            (BANK_CUSTOMERS, customer_upserted(ref, id_number=number, branch_id="BR07", phone="13912345678")),
+            (BANK_CUSTOMERS, customer_upserted(ref, id_number=number, branch_id=branch, phone="13912345678")),
             (BANK_ACCOUNTS, account_opened(ref, f"{ref}-TD1")),
             # Held for 40 days, so the 30-day average daily AUM the tier is decided on is all of it.
             (
@@ -42,19 +48,27 @@ async def test_an_asset_account_flows_to_a_vip_tier_and_a_welcome_task(platform:
     with httpx.Client(base_url=platform.gateway, headers=platform.headers(Role.ADMIN), timeout=5) as client:
         view = poll(
             lambda: client.get(f"/v1/customers/by-ref/core-deposits/{ref}"),
-            lambda r: r.status_code == 200 and bool(r.json()["open_tasks"]),
+            lambda r: (
+                r.status_code == 200
+                and any(t["action"] == "welcome" and t["rm_id"] == rm for t in r.json()["open_tasks"])
+            ),
         )
         assert view["aum_cny"] == "350000.00"
         assert view["tier"]["tier"] == "vip"
-        assert [t["action"] for t in view["open_tasks"]] == ["welcome"]
+        assert view["relationship_manager"] == rm
+        assert [t["action"] for t in view["open_tasks"]].count("welcome") == 1
         assert view["accounts"][0]["product"] == "time_deposit"
-        assert view["branch_id"] == "BR07"
+        assert view["branch_id"] == branch
         assert view["source_records"][0]["id_number"] == "*" * 14 + number[-4:]
 
         by_id = client.get(f"/v1/customers/{view['customer_id']}")
         assert by_id.status_code == 200
         assert by_id.json()["customer_id"] == view["customer_id"]
-        assert by_id.json()["open_tasks"] == view["open_tasks"]
+
+        # The RM now sees the customer they were assigned; another RM does not.
+        path = f"/v1/customers/{view['customer_id']}"
+        assert client.get(path, headers=platform.headers(Role.RM, rm_id=rm)).status_code == 200
+        assert client.get(path, headers=platform.headers(Role.RM, rm_id="RM-other")).status_code == 404
 
     # The customer record and the account may land in one profile batch or two, so the tier may
     # first be assessed as mass; either way the changes end at vip and none is published twice.
@@ -63,7 +77,10 @@ async def test_an_asset_account_flows_to_a_vip_tier_and_a_welcome_task(platform:
     assert len(moves) == len(tier_changes)
     assert moves in ([(None, "vip")], [(None, "mass"), ("mass", "vip")])
     tasks = await outbound(topics, C360_TASKS, view["customer_id"], 1)
-    assert [(t.action, t.status) for t in tasks if isinstance(t, TaskEvent)] == [("welcome", TaskStatus.OPEN)]
+    welcomes = [t for t in tasks if isinstance(t, TaskEvent) and t.action == "welcome"]
+    assert welcomes[0].status == TaskStatus.OPEN
+    assert welcomes[-1].rm_id == rm
+    assert len({t.task_id for t in welcomes}) == 1
 
 
 async def test_a_mass_customer_gets_a_tier_but_no_welcome_task(platform: Platform, topics: str) -> None:

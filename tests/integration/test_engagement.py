@@ -1,0 +1,243 @@
+"""Engagement against the real database with time moved by the test clock: assignment, the contact
+policy, suppressions and the scheduled sweep with two schedulers at once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from contracts import CloudEvent, TaskEvent, TierChanged, build_event
+from runtime.clock import FixedClock
+from runtime.consumer import BatchContext
+from runtime.db import create_engine, runtime_table, session_factory, transaction
+from runtime.jobs import JobRunner
+from runtime.outbox import OutboxMessage
+from services.engagement.app import sweep_job
+from services.engagement.engine import Engagement
+from services.engagement.handlers import EngagementHandler
+from services.engagement.models import Base, Task
+from services.engagement.rules import Proposal, load_catalogue
+from services.engagement.store import EngagementStore
+from tests.builders import consumed, profile_updated, unique_ref
+
+# Far from the wall clock, so the running platform's own sweep never finds these customers due.
+START = datetime(2032, 3, 1, 8, 0, tzinfo=UTC)
+
+
+@dataclass
+class Service:
+    sessions: async_sessionmaker[AsyncSession]
+    clock: FixedClock
+    engagement: Engagement
+
+    async def consume(self, *events: CloudEvent) -> list[OutboxMessage]:
+        async with transaction(self.sessions) as session:
+            ctx = BatchContext(session=session, clock=self.clock, source="engagement")
+            await EngagementHandler(self.engagement)(ctx, consumed(None, events))
+        return ctx.outbox
+
+    @asynccontextmanager
+    async def store(self) -> AsyncIterator[EngagementStore]:
+        async with transaction(self.sessions) as session:
+            yield EngagementStore(session)
+
+    async def tasks(self, customer_id: str) -> list[Task]:
+        async with self.sessions() as session:
+            rows = await session.execute(select(Task).where(Task.customer_id == customer_id).order_by(Task.created_at))
+            return list(rows.scalars())
+
+
+@pytest.fixture
+async def service(migrated_database: str) -> AsyncIterator[Service]:
+    engine = create_engine(migrated_database)
+    try:
+        yield Service(session_factory(engine), FixedClock(START), Engagement(load_catalogue()))
+    finally:
+        await engine.dispose()
+
+
+def tier_changed(customer_id: str, from_tier: str | None, to_tier: str, at: datetime, **extra: object) -> CloudEvent:
+    data = TierChanged.model_validate(
+        {
+            "customer_id": customer_id,
+            "from_tier": from_tier,
+            "to_tier": to_tier,
+            "reason": "test",
+            "effective_at": at,
+            **extra,
+        }
+    )
+    return build_event(data, source="scoring", time=at)
+
+
+def created(messages: Sequence[OutboxMessage]) -> list[TaskEvent]:
+    return [TaskEvent.model_validate(m.event.data) for m in messages if m.event.type == "c360.task.created.v1"]
+
+
+async def test_entering_vip_makes_one_welcome_assigned_to_the_least_loaded_rm_of_the_grade(service: Service) -> None:
+    branch = unique_ref("BR")
+    async with service.store() as store:
+        for rm_id, grade, capacity in (
+            ("busy", "wealth_manager", 2),
+            ("free", "wealth_manager", 50),
+            ("top", "private_banker", 50),
+        ):
+            await store.save_manager(
+                {
+                    "rm_id": f"{branch}-{rm_id}",
+                    "name": rm_id,
+                    "grade": grade,
+                    "branch_id": branch,
+                    "capacity": capacity,
+                    "active": True,
+                    "updated_at": START,
+                }
+            )
+        # `busy` already serves one customer: half full, where `free` is empty.
+        other = unique_ref("C")
+        (await store.lock_customers([other], START))[other].rm_id = f"{branch}-busy"
+    cid = unique_ref("C")
+    now = service.clock.now()
+    first = await service.consume(
+        profile_updated(cid, "350000.00", at=now, branch_id=branch), tier_changed(cid, None, "vip", now)
+    )
+    [welcome] = created(first)
+    assert (welcome.action, welcome.rm_id, welcome.branch_id) == ("welcome", f"{branch}-free", branch)
+    # The same trigger again (a redelivery under a new id, or a second path) makes no second task.
+    again = await service.consume(tier_changed(cid, None, "vip", now))
+    assert created(again) == []
+    async with service.store() as store:
+        [why] = await store.suppressions(cid)
+    assert (why.action, why.code) == ("welcome", "open_task")
+
+    # The RM leaves: the customer and the open task move to the other RM of the grade.
+    async with service.store() as store:
+        customer = (await store.lock_customers([cid], now))[cid]
+        free = await store.manager(f"{branch}-free", lock=True)
+        assert free is not None
+        free.active = False
+        await service.engagement.assign(
+            BatchContext(store.session, service.clock, "engagement"), store, customer, now, None
+        )
+        assert customer.rm_id == f"{branch}-busy"
+    [task] = await service.tasks(cid)
+    assert task.rm_id == f"{branch}-busy"
+
+    # Up to private: the grade changes, so does the RM.
+    later = now + timedelta(days=1)
+    await service.consume(tier_changed(cid, "vip", "private", later))
+    async with service.store() as store:
+        customer = (await store.lock_customers([cid], later))[cid]
+    assert customer.rm_id == f"{branch}-top"
+
+
+async def test_a_customer_without_consent_gets_service_tasks_but_no_marketing(service: Service) -> None:
+    cid = unique_ref("C")
+    now = service.clock.now()
+    soon = (now + timedelta(days=3)).date()
+    events = [
+        profile_updated(
+            cid,
+            "190000.00",
+            at=now,
+            consent=False,
+            birth_date=date(1975, soon.month, soon.day),
+            interactions={"open_complaints": 1, "last_complaint_at": now.isoformat()},
+        ),
+        tier_changed(cid, None, "vip", now),
+    ]
+    tasks = created(await service.consume(*events))
+    assert sorted(t.action for t in tasks) == ["service_recovery", "welcome"]
+    async with service.store() as store:
+        why = {(s.action, s.code) for s in await store.suppressions(cid)}
+    assert ("birthday_greeting", "no_consent") in why
+
+    # The complaint resolved: its task closes by itself.
+    later = now + timedelta(hours=5)
+    resolved = profile_updated(cid, "190000.00", at=later, consent=False, interactions={"open_complaints": 0})
+    updates = [m for m in await service.consume(resolved) if m.event.type == "c360.task.updated.v1"]
+    assert [(u.event.data["action"], u.event.data["status"]) for u in updates] == [("service_recovery", "done")]
+
+
+async def test_a_retention_trigger_inside_the_cooldown_makes_no_task(service: Service) -> None:
+    cid = unique_ref("C")
+    now = service.clock.now()
+    await service.consume(profile_updated(cid, "300000.00", at=now), tier_changed(cid, None, "vip", now))
+    fell = now + timedelta(days=1)
+    [retention] = [t for t in created(await service.consume(tier_changed(cid, "vip", "vip", fell, watch_since=fell)))]
+    assert retention.action == "retention_call"
+    async with service.store() as store:
+        task = await store.task(retention.task_id, lock=True)
+        assert task is not None
+        task.status, task.closed_at, task.outcome = "done", fell, "reached"
+    # Back above, then below again ten days later: inside the 30-day cooldown.
+    back = fell + timedelta(days=5)
+    await service.consume(tier_changed(cid, "vip", "vip", back))
+    again = back + timedelta(days=5)
+    assert created(await service.consume(tier_changed(cid, "vip", "vip", again, watch_since=again))) == []
+    async with service.store() as store:
+        codes = {(s.action, s.code) for s in await store.suppressions(cid)}
+    assert ("retention_call", "cooldown") in codes
+
+
+async def test_the_birthday_greeting_comes_once_when_the_clock_reaches_the_window_even_with_two_schedulers(
+    service: Service, migrated_database: str
+) -> None:
+    cid = unique_ref("C")
+    now = service.clock.now()
+    birthday = now.date() + timedelta(days=30)
+    await service.consume(
+        profile_updated(cid, "500000.00", at=now, birth_date=date(1970, birthday.month, birthday.day)),
+        tier_changed(cid, None, "vip", now),
+    )
+    assert [t.action for t in await service.tasks(cid)] == ["welcome"]
+
+    engine = create_engine(migrated_database)
+    outbox = runtime_table(Base.metadata, "outbox")
+
+    def scheduler() -> JobRunner:
+        return JobRunner(
+            service="engagement-it",  # its own lock name: the running platform's sweep is not in the way
+            job=sweep_job(service.engagement, batch=500, interval_s=60),
+            sessions=session_factory(engine),
+            outbox_table=outbox,
+            clock=service.clock,
+        )
+
+    try:
+        service.clock.at = datetime.combine(birthday - timedelta(days=8), datetime.min.time(), UTC)
+        await asyncio.gather(scheduler().run_once(), scheduler().run_once())
+        assert [t.action for t in await service.tasks(cid)] == ["welcome"]
+        service.clock.at = datetime.combine(birthday - timedelta(days=7), datetime.min.time(), UTC)
+        for _ in range(3):
+            await asyncio.gather(scheduler().run_once(), scheduler().run_once())
+        service.clock.advance(timedelta(days=2))
+        await asyncio.gather(scheduler().run_once(), scheduler().run_once())
+    finally:
+        await engine.dispose()
+    greetings = [t for t in await service.tasks(cid) if t.action == "birthday_greeting"]
+    assert len(greetings) == 1
+    assert greetings[0].due_at == datetime.combine(birthday, datetime.min.time(), UTC).replace(hour=9)
+
+
+async def test_the_one_open_task_rule_holds_on_a_connection_past_postgres_generic_plan_switch(
+    service: Service,
+) -> None:
+    """PostgreSQL plans a prepared statement generically from its sixth run on; the open-task
+    insert must still find its partial unique index then (a bound predicate would not)."""
+    ids = [unique_ref("C") for _ in range(8)]
+    now = service.clock.now()
+    async with service.store() as store:
+        await store.lock_customers(ids, now)
+        for cid in ids * 2:
+            proposal = Proposal(cid, "risk_follow_up", "test", 85, now, marketing=False)
+            await store.create_task(proposal, rm_id=None, branch_id=None, now=now)
+    for cid in ids:
+        assert [t.action for t in await service.tasks(cid)] == ["risk_follow_up"]
