@@ -1,4 +1,4 @@
-"""A small synthetic bank for `c360 up --demo`: customers, accounts and balances.
+"""A small synthetic bank for `c360 up --demo`: customers, accounts and balances, and a roster of RMs.
 
 Deterministic from a seed; its AUM mix follows the branch in DOMAIN.md (about 88% of customers
 under 50,000 CNY, 10% up to 200,000, 2% VIP and above).
@@ -10,6 +10,8 @@ import random
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+
+import httpx
 
 from contracts import (
     AccountBalance,
@@ -103,3 +105,33 @@ async def stream_demo_bank(bootstrap_servers: str, customers: int, seed: int = 7
     finally:
         await producer.stop()
     return count
+
+
+# Per branch: the RM grades the premium tiers need, and how many customers each RM serves.
+DEMO_GRADES = (
+    ("W1", "wealth_manager", 150),
+    ("W2", "wealth_manager", 150),
+    ("S1", "senior_wealth_manager", 80),
+    ("P1", "private_banker", 40),
+)
+
+
+def demo_roster() -> list[tuple[str, dict[str, object]]]:
+    """(rm_id, manager) for every demo branch, such as `RM-BR01-W1`."""
+    return [
+        (
+            f"RM-{branch}-{code}",
+            {"name": f"{code} of {branch}", "grade": grade, "branch_id": branch, "capacity": capacity},
+        )
+        for branch in BRANCHES
+        for code, grade, capacity in DEMO_GRADES
+    ]
+
+
+def seed_demo_roster(engagement_url: str) -> int:
+    """Put the demo roster through the engagement service's API; returns the number of RMs."""
+    roster = demo_roster()
+    with httpx.Client(base_url=engagement_url, timeout=10) as client:
+        for rm_id, manager in roster:
+            client.put(f"/internal/managers/{rm_id}", json=manager).raise_for_status()
+    return len(roster)
