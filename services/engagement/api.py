@@ -52,7 +52,7 @@ class TaskView(BaseModel):
     rm_id: str | None = Field(description="The assigned RM; null while the task waits in the branch queue.")
     branch_id: str | None
     status: str
-    overdue: bool = Field(description="Still open or in progress after `due_at`.")
+    overdue: bool = Field(default=False, description="Still open or in progress after `due_at`.")
     outcome: str | None
     created_at: datetime
     updated_at: datetime
@@ -60,22 +60,8 @@ class TaskView(BaseModel):
 
 
 def task_view(task: Task, now: datetime) -> TaskView:
-    return TaskView(
-        task_id=task.task_id,
-        customer_id=task.customer_id,
-        action=task.action,
-        reason=task.reason,
-        priority=task.priority,
-        due_at=task.due_at,
-        rm_id=task.rm_id,
-        branch_id=task.branch_id,
-        status=task.status,
-        overdue=task.status in OPEN_STATUSES and task.due_at < now,
-        outcome=task.outcome,
-        created_at=task.created_at,
-        updated_at=task.updated_at,
-        closed_at=task.closed_at,
-    )
+    overdue = task.status in OPEN_STATUSES and task.due_at < now
+    return TaskView.model_validate(task, from_attributes=True).model_copy(update={"overdue": overdue})
 
 
 class TaskPage(BaseModel):
@@ -129,7 +115,7 @@ class ManagerIn(BaseModel):
 
 class ManagerView(ManagerIn):
     rm_id: str
-    load: int = Field(description="Customers assigned now.")
+    load: int = Field(default=0, description="Customers assigned now.")
     updated_at: datetime
 
 
@@ -265,16 +251,7 @@ async def change_task(task_id: str, change: TaskChange, session: SessionDep, pub
 
 
 def manager_view(manager: Manager, load: int) -> ManagerView:
-    return ManagerView(
-        rm_id=manager.rm_id,
-        name=manager.name,
-        grade=manager.grade,
-        branch_id=manager.branch_id,
-        capacity=manager.capacity,
-        active=manager.active,
-        load=load,
-        updated_at=manager.updated_at,
-    )
+    return ManagerView.model_validate(manager, from_attributes=True).model_copy(update={"load": load})
 
 
 @router.get("/managers", response_model=ManagerPage, summary="The RM roster, by rm_id")
