@@ -238,3 +238,18 @@ class SegmentMembership(ContractModel):
     customer_id: Ref = Field(description=_CUSTOMER_ID)
     entered: StrictBool = Field(description="True when the customer entered the segment, false when they left.")
     at: Timestamp = Field(description="When membership changed.")
+
+
+class AuditRecorded(ContractModel):
+    """Emitted by the gateway for every read of a customer's data and every admin action: who,
+    in which role, which customer, through which route, with what outcome."""
+
+    EVENT_TYPE: ClassVar[str] = "c360.audit.recorded.v1"
+
+    subject: Ref = Field(description="Who asked: the token's `sub`.")
+    role: Ref = Field(description="The role the token carried, such as `rm` or `admin`.")
+    customer_id: Ref | None = Field(default=None, description="The customer read or changed; null when none was found.")
+    route: Text = Field(description="The route template, such as `/v1/customers/{customer_id}`.")
+    method: Ref = Field(description="The HTTP method.")
+    status: Annotated[int, Field(ge=100, le=599, strict=True)] = Field(description="The HTTP status answered.")
+    at: Timestamp = Field(description="When it happened.")

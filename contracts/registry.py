@@ -27,6 +27,7 @@ from contracts.inbound import (
     TransactionPosted,
 )
 from contracts.outbound import (
+    AuditRecorded,
     CustomerErased,
     CustomerMerged,
     CustomerSplit,
@@ -47,9 +48,10 @@ C360_TIERS: Final = "c360.tiers.v1"
 C360_SCORES: Final = "c360.scores.v1"
 C360_TASKS: Final = "c360.tasks.v1"
 C360_SEGMENTS: Final = "c360.segments.v1"
+C360_AUDIT: Final = "c360.audit.v1"
 
 INBOUND_TOPICS: Final = (BANK_CUSTOMERS, BANK_ACCOUNTS, BANK_TRANSACTIONS, BANK_INTERACTIONS, BANK_FX_RATES)
-OUTBOUND_TOPICS: Final = (C360_PROFILES, C360_TIERS, C360_SCORES, C360_TASKS, C360_SEGMENTS)
+OUTBOUND_TOPICS: Final = (C360_PROFILES, C360_TIERS, C360_SCORES, C360_TASKS, C360_SEGMENTS, C360_AUDIT)
 ALL_TOPICS: Final = INBOUND_TOPICS + OUTBOUND_TOPICS
 
 CUSTOMER_UPSERTED: Final = CustomerUpserted.EVENT_TYPE
@@ -69,6 +71,7 @@ SCORE_UPDATED: Final = ScoreUpdated.EVENT_TYPE
 TASK_CREATED: Final = TaskEvent.EVENT_TYPES[0]
 TASK_UPDATED: Final = TaskEvent.EVENT_TYPES[1]
 SEGMENT_MEMBERSHIP: Final = SegmentMembership.EVENT_TYPE
+AUDIT_RECORDED: Final = AuditRecorded.EVENT_TYPE
 
 DLQ_REASON_HEADER: Final = "c360-dlq-reason"
 DLQ_TOPIC_HEADER: Final = "c360-dlq-topic"
@@ -129,6 +132,7 @@ EVENT_TYPES: Final[dict[str, EventSpec]] = {
         EventSpec(TASK_CREATED, C360_TASKS, TaskEvent, "customer_id"),
         EventSpec(TASK_UPDATED, C360_TASKS, TaskEvent, "customer_id"),
         EventSpec(SEGMENT_MEMBERSHIP, C360_SEGMENTS, SegmentMembership, "customer_id"),
+        EventSpec(AUDIT_RECORDED, C360_AUDIT, AuditRecorded, "subject"),
     )
 }
 

@@ -18,6 +18,7 @@ from contracts import (
     ACCOUNT_OPENED,
     ACCOUNT_SNAPSHOT,
     ALL_TOPICS,
+    AUDIT_RECORDED,
     BANK_ACCOUNTS,
     BANK_TRANSACTIONS,
     CUSTOMER_ERASED,
@@ -40,6 +41,7 @@ from contracts import (
     AccountClosed,
     AccountOpened,
     AccountSnapshot,
+    AuditRecorded,
     Channel,
     CloudEvent,
     Counterparty,
@@ -221,6 +223,18 @@ def a_task(*, status: TaskStatus = TaskStatus.OPEN) -> TaskEvent:
     )
 
 
+def an_audit_record() -> AuditRecorded:
+    return AuditRecorded(
+        subject="rm-7",
+        role="rm",
+        customer_id=CUSTOMER_ID,
+        route="/v1/customers/{customer_id}",
+        method="GET",
+        status=200,
+        at=AT,
+    )
+
+
 def a_segment_membership() -> SegmentMembership:
     return SegmentMembership(segment_id="SEG-1", customer_id=CUSTOMER_ID, entered=True, at=AT)
 
@@ -243,6 +257,7 @@ BUILDERS: dict[str, Callable[[], BaseModel]] = {
     TASK_CREATED: a_task,
     TASK_UPDATED: lambda: a_task(status=TaskStatus.DONE),
     SEGMENT_MEMBERSHIP: a_segment_membership,
+    AUDIT_RECORDED: an_audit_record,
 }
 
 KEYS = {
@@ -263,6 +278,7 @@ KEYS = {
     TASK_CREATED: CUSTOMER_ID,
     TASK_UPDATED: CUSTOMER_ID,
     SEGMENT_MEMBERSHIP: CUSTOMER_ID,
+    AUDIT_RECORDED: "rm-7",
 }
 
 
