@@ -7,23 +7,38 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_BASE = "https://c360.dev/problems/"
 PROBLEM_JSON = "application/problem+json"
 
 
+class Problem(BaseModel):
+    """An RFC 9457 problem document, served as `application/problem+json`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="A stable URI naming the kind of problem.", examples=[PROBLEM_BASE + "not-found"])
+    title: str = Field(description="A short summary of the kind of problem.")
+    status: int = Field(description="The HTTP status.")
+    detail: str = Field(description="What went wrong this time, for a human.")
+    instance: str = Field(description="The path of the request.")
+
+
 class ProblemError(Exception):
     """An expected failure with a stable problem `type` and an HTTP status."""
 
-    status: ClassVar[int] = 500
-    type_slug: ClassVar[str] = "internal"
-    title: ClassVar[str] = "Internal error"
+    status: int = 500
+    type_slug: str = "internal"
+    title: str = "Internal error"
+    headers: ClassVar[dict[str, str]] = {}
 
     def __init__(self, detail: str, **extensions: Any) -> None:
         super().__init__(detail)
         self.detail = detail
         self.extensions = extensions
+        self.response_headers = dict(self.headers)
 
 
 class NotFound(ProblemError):
@@ -62,8 +77,32 @@ class ServiceUnavailable(ProblemError):
     title = "Service unavailable"
 
 
+class TooManyRequests(ProblemError):
+    status = 429
+    type_slug = "too-many-requests"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.response_headers["Retry-After"] = str(retry_after_s)
+
+
+class Relayed(ProblemError):
+    """A problem a backing service answered, passed on to the caller as it came."""
+
+    def __init__(self, status: int, type_slug: str, title: str, detail: str, **extensions: Any) -> None:
+        super().__init__(detail, **extensions)
+        self.status, self.type_slug, self.title = status, type_slug, title
+
+
 def problem_response(
-    status: int, type_slug: str, title: str, detail: str, instance: str, **extensions: Any
+    status: int,
+    type_slug: str,
+    title: str,
+    detail: str,
+    instance: str,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
 ) -> JSONResponse:
     body = {
         "type": PROBLEM_BASE + type_slug,
@@ -73,8 +112,8 @@ def problem_response(
         "instance": instance,
         **extensions,
     }
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    headers = {**(headers or {}), **({"WWW-Authenticate": "Bearer"} if status == 401 else {})}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers or None)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -82,7 +121,15 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ProblemError)
-        return problem_response(exc.status, exc.type_slug, exc.title, exc.detail, request.url.path, **exc.extensions)
+        return problem_response(
+            exc.status,
+            exc.type_slug,
+            exc.title,
+            exc.detail,
+            request.url.path,
+            headers=exc.response_headers,
+            **exc.extensions,
+        )
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -21,12 +22,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runtime import metrics
 from runtime.clock import Clock, SystemClock
 from runtime.consumer import BatchConsumer, BatchContext, Handler
 from runtime.db import create_engine, runtime_table, session_factory, transaction
-from runtime.errors import install_problem_handlers
+from runtime.errors import install_problem_handlers, problem_response
 from runtime.jobs import JobRunner, PeriodicJob
 from runtime.kafka import make_producer
 from runtime.logging import configure_logging
@@ -238,6 +240,68 @@ class HttpMetricsMiddleware(BaseHTTPMiddleware):
             metrics.HTTP_SECONDS.labels(request.method, route).observe(time.perf_counter() - started)
 
 
+MAX_BODY_BYTES = 8 * 1024 * 1024
+NUL_PATTERNS = (b"\\u0000", b"\x00")
+
+
+class InputGuardMiddleware:
+    """Refuse, as a 422 (or 413) problem, what no route can store: NUL characters in the path, the
+    query or a JSON body (PostgreSQL text cannot hold them), and bodies over 8 MiB. Pure ASGI, so
+    the body is read once and handed on unchanged."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if "\x00" in unquote(scope.get("path", "")) or "\x00" in unquote(
+            scope.get("query_string", b"").decode("latin-1")
+        ):
+            await self._refuse(scope, send, 422, "NUL characters are not accepted in the path or the query")
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, receive, send)
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                await self._refuse(scope, send, 413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if any(pattern in body.lower() for pattern in NUL_PATTERNS):
+            await self._refuse(scope, send, 422, "NUL characters are not accepted in the body")
+            return
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _refuse(scope: Scope, send: Send, status: int, detail: str) -> None:
+        slug, title = ("validation", "Invalid request") if status == 422 else ("too-large", "Request too large")
+        response = problem_response(status, slug, title, detail, scope.get("path", ""))
+        await response(scope, _no_receive, send)
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
 def operations_router() -> APIRouter:
     """`/healthz`, `/readyz` and `/metrics`, the same on every service."""
     router = APIRouter(tags=["operations"])
@@ -273,6 +337,7 @@ def create_service_app(spec: ServiceSpec) -> FastAPI:
     )
     install_problem_handlers(app)
     app.add_middleware(HttpMetricsMiddleware)
+    app.add_middleware(InputGuardMiddleware)
     app.include_router(operations_router())
     for router in spec.routers:
         app.include_router(router)
