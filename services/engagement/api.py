@@ -143,6 +143,45 @@ def _decode(cursor: str | None) -> tuple[datetime, str] | None:
         raise Unprocessable("the cursor is not one this API gave out") from exc
 
 
+class CustomerBrief(BaseModel):
+    customer_id: str
+    tier: str | None
+    on_watch_since: datetime | None
+    rm_id: str | None
+    branch_id: str | None
+
+
+class CustomerBriefPage(BaseModel):
+    items: list[CustomerBrief]
+    next_cursor: str | None
+
+
+@router.get(
+    "/customers",
+    response_model=CustomerBriefPage,
+    summary="Customers by tier, RM, branch or id, in customer id order",
+)
+async def list_customers(
+    session: SessionDep,
+    tier: str | None = None,
+    rm_id: str | None = None,
+    branch_id: str | None = None,
+    customer_id: Annotated[list[str] | None, Query(max_length=500, description="Only these customers.")] = None,
+    cursor: Cursor = None,
+    limit: Limit = 100,
+) -> CustomerBriefPage:
+    rows = await EngagementStore(session).list_customers(
+        tier=tier, rm_id=rm_id, branch_id=branch_id, ids=customer_id, after=cursor, limit=limit
+    )
+    items = [
+        CustomerBrief(
+            customer_id=r.customer_id, tier=r.tier, on_watch_since=r.watch_since, rm_id=r.rm_id, branch_id=r.branch_id
+        )
+        for r in rows
+    ]
+    return CustomerBriefPage(items=items, next_cursor=items[-1].customer_id if len(items) == limit else None)
+
+
 @router.get(
     "/customers/{customer_id}",
     response_model=CustomerEngagement,

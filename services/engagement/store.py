@@ -66,6 +66,35 @@ class EngagementStore:
         )
         return {row.customer_id: row for row in rows.scalars()}
 
+    async def list_customers(
+        self,
+        *,
+        tier: str | None,
+        rm_id: str | None,
+        branch_id: str | None,
+        ids: Sequence[str] | None,
+        after: str | None,
+        limit: int,
+    ) -> Sequence[CustomerState]:
+        stmt = (
+            select(CustomerState)
+            .where(CustomerState.merged_into.is_(None))
+            .order_by(CustomerState.customer_id)
+            .limit(limit)
+        )
+        for column, value in (
+            (CustomerState.tier, tier),
+            (CustomerState.rm_id, rm_id),
+            (CustomerState.branch_id, branch_id),
+        ):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if ids is not None:
+            stmt = stmt.where(CustomerState.customer_id.in_(ids))
+        if after is not None:
+            stmt = stmt.where(CustomerState.customer_id > after)
+        return (await self.session.execute(stmt)).scalars().all()
+
     async def customer(self, customer_id: str) -> CustomerState | None:
         return await self.session.get(CustomerState, customer_id)
 

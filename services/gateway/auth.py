@@ -1,8 +1,11 @@
-"""Bearer tokens: who is asking, in which role, and for which book or branch."""
+"""Bearer tokens: who is asking, in which role, and for which book or branch; and how often."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
@@ -11,9 +14,10 @@ import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from runtime.errors import Forbidden, Unauthorized
+from runtime.errors import Forbidden, TooManyRequests, Unauthorized
 
 ALGORITHM = "HS256"
+ALGORITHMS = ("HS256", "RS256")
 
 
 class Role(StrEnum):
@@ -50,12 +54,13 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify_token(token: str, secret: str) -> Principal:
-    """Decode and check a token; any defect is a 401, never a 500."""
+def verify_token(token: str, key: str, algorithm: str = ALGORITHM) -> Principal:
+    """Decode and check a token with `key` (the HS256 secret or the RS256 public key) and exactly
+    `algorithm`; any defect is a 401, never a 500."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unsupported algorithm {algorithm}")
     try:
-        claims = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "role", "exp"]}, leeway=30
-        )
+        claims = jwt.decode(token, key, algorithms=[algorithm], options={"require": ["sub", "role", "exp"]}, leeway=30)
     except jwt.ExpiredSignatureError as exc:
         raise Unauthorized("the token has expired") from exc
     except jwt.PyJWTError as exc:
@@ -74,16 +79,50 @@ def verify_token(token: str, secret: str) -> Principal:
     return principal
 
 
-_bearer = HTTPBearer(auto_error=False, description="A JWT signed with C360_JWT_SECRET (HS256).")
+@dataclass
+class RateLimiter:
+    """A token bucket per client: `per_minute` requests a minute, refilled evenly. In memory, so
+    the limit holds per gateway replica."""
+
+    per_minute: int
+    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # client -> (tokens, at)
+    monotonic: Callable[[], float] = time.monotonic
+
+    def check(self, client: str) -> None:
+        now = self.monotonic()
+        rate = self.per_minute / 60
+        tokens, at = self.buckets.get(client, (float(self.per_minute), now))
+        tokens = min(float(self.per_minute), tokens + (now - at) * rate)
+        if tokens < 1:
+            self.buckets[client] = (tokens, now)
+            raise TooManyRequests(
+                f"more than {self.per_minute} requests a minute from this client", math.ceil((1 - tokens) / rate)
+            )
+        self.buckets[client] = (tokens - 1, now)
+        if len(self.buckets) > 100_000:  # forget idle clients rather than grow for ever
+            self.buckets = {k: v for k, v in self.buckets.items() if now - v[1] < 60}
+
+
+_bearer = HTTPBearer(
+    auto_error=False, description="A JWT signed with C360_JWT_SECRET (HS256), or RS256 with a configured public key."
+)
 
 
 async def authenticated(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
+    extras = request.app.state.runtime.extras
+    limiter: RateLimiter = extras["rate_limiter"]
     if credentials is None or credentials.scheme.lower() != "bearer":
+        limiter.check(f"addr:{request.client.host if request.client else '-'}")
         raise Unauthorized("a bearer token is required")
-    secret: str = request.app.state.runtime.extras["jwt_secret"]
-    return verify_token(credentials.credentials, secret)
+    try:
+        principal = verify_token(credentials.credentials, extras["jwt_key"], extras["jwt_algorithm"])
+    except Unauthorized:
+        limiter.check(f"addr:{request.client.host if request.client else '-'}")
+        raise
+    limiter.check(f"sub:{principal.subject}")
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticated)]

@@ -20,7 +20,11 @@ class AuditRecord(Base):
     """Who read which customer, through which route, when, and with what outcome."""
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_customer_at", "customer_id", "at"), Index("ix_audit_at", "at"))
+    __table_args__ = (
+        Index("ix_audit_customer_at", "customer_id", "at"),
+        Index("ix_audit_at", "at"),
+        Index("ix_audit_subject_at", "subject", "at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -28,4 +32,5 @@ class AuditRecord(Base):
     role: Mapped[str] = mapped_column(Text)
     customer_id: Mapped[str | None] = mapped_column(Text)
     route: Mapped[str] = mapped_column(Text)
+    method: Mapped[str] = mapped_column(Text, server_default="GET")
     status: Mapped[int] = mapped_column(Integer)

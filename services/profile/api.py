@@ -232,10 +232,13 @@ async def search_customers(
     q: Annotated[str | None, Query(max_length=100, description="Name prefix, case-insensitive.")] = None,
     branch_id: str | None = None,
     tag: str | None = None,
+    customer_id: Annotated[list[str] | None, Query(max_length=500, description="Only these customers.")] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> CustomerPage:
-    found = await ProfileStore(session).search(name_prefix=q, branch_id=branch_id, tag=tag, after=cursor, limit=limit)
+    found = await ProfileStore(session).search(
+        name_prefix=q, branch_id=branch_id, tag=tag, ids=customer_id, after=cursor, limit=limit
+    )
     items = [CustomerSummary.model_validate(c, from_attributes=True) for c in found]
     return CustomerPage(items=items, next_cursor=items[-1].customer_id if len(items) == limit else None)
 
@@ -287,7 +290,15 @@ async def get_daily_aum(
     response_model=TimelinePage,
     summary="What happened to the customer, newest first",
 )
-async def get_timeline(customer_id: str, session: SessionDep, limit: Limit = 50, cursor: Cursor = None) -> TimelinePage:
+async def get_timeline(
+    customer_id: str,
+    session: SessionDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    large_from: Annotated[
+        Decimal | None, Query(ge=0, description="Only transactions of at least this amount (in their currency).")
+    ] = None,
+) -> TimelinePage:
     store = ProfileStore(session)
     customer = await _live(store, customer_id)
     ids = [customer.customer_id, *await store.merged_ids(customer.customer_id)]
@@ -295,7 +306,7 @@ async def get_timeline(customer_id: str, session: SessionDep, limit: Limit = 50,
         after = _decode_cursor(cursor) if cursor else None
     except ValueError as exc:
         raise Unprocessable("the cursor is not one this API returned") from exc
-    rows = await store.timeline(ids, after=after, limit=limit)
+    rows = await store.timeline(ids, after=after, limit=limit, large_from=large_from)
     items = [TimelineItem.model_validate(dict(r)) for r in rows]
     last = items[-1] if len(items) == limit else None
     return TimelinePage(items=items, next_cursor=_encode_cursor(last) if last else None)

@@ -22,6 +22,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     tuple_,
     union_all,
     update,
@@ -573,10 +574,19 @@ class ProfileStore:
         return list(rows.scalars())
 
     async def search(
-        self, *, name_prefix: str | None, branch_id: str | None, tag: str | None, after: str | None, limit: int
+        self,
+        *,
+        name_prefix: str | None,
+        branch_id: str | None,
+        tag: str | None,
+        after: str | None,
+        limit: int,
+        ids: Sequence[str] | None = None,
     ) -> Sequence[Customer]:
-        """Live customers by name prefix (case-insensitive), branch and tag, in customer id order."""
+        """Live customers by name prefix (case-insensitive), branch, tag and id, in customer id order."""
         stmt = select(Customer).where(Customer.merged_into.is_(None))
+        if ids is not None:
+            stmt = stmt.where(Customer.customer_id.in_(ids))
         if name_prefix:
             escaped = name_prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             stmt = stmt.where(func.lower(Customer.full_name).like(escaped + "%", escape="\\"))
@@ -649,7 +659,12 @@ class ProfileStore:
         return rows.scalars().all()
 
     async def timeline(
-        self, customer_ids: Sequence[str], *, after: tuple[datetime, str, str] | None, limit: int
+        self,
+        customer_ids: Sequence[str],
+        *,
+        after: tuple[datetime, str, str] | None,
+        limit: int,
+        large_from: Decimal | None = None,
     ) -> Sequence[Any]:
         """The customers' events newest first: accounts, transactions, interactions, identity changes
         and reconciliation findings, paged by `(at, kind, ref)`."""
@@ -685,7 +700,10 @@ class ProfileStore:
                     Transaction.counterparty,
                     ")",
                 ),
-            ).where(Transaction.customer_id.in_(customer_ids)),
+            ).where(
+                Transaction.customer_id.in_(customer_ids),
+                Transaction.amount >= large_from if large_from is not None else true(),
+            ),
             select(
                 Interaction.occurred_at,
                 Interaction.kind,

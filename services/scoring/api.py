@@ -21,6 +21,8 @@ SHARE = Decimal("0.0001")
 
 
 class TierChangeView(BaseModel):
+    id: int
+    customer_id: str
     from_tier: str | None
     to_tier: str
     reason: str

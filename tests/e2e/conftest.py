@@ -50,6 +50,8 @@ def platform(migrated_database: str, topics: str, tmp_path_factory: pytest.TempP
     env = service_env(dict(os.environ), database_url=migrated_database, bootstrap_servers=topics, ports=ports)
     env["C360_DATA_DIR"] = str(data_dir)
     env.pop("C360_JWT_SECRET", None)
+    # Tests share a few token subjects; the rate limit has its own tests.
+    env["C360_GATEWAY__RATE_LIMIT_PER_MINUTE"] = "1000000"
     processes = ServiceProcesses(env, ports, log_dir=log_dir)
     processes.start()
     try:

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 
-from runtime.errors import Unauthorized
-from services.gateway.auth import Principal, Role, issue_token, verify_token
+from runtime.errors import TooManyRequests, Unauthorized
+from services.gateway.auth import Principal, RateLimiter, Role, issue_token, verify_token
 from services.gateway.masking import mask_email, mask_phone
-from services.gateway.views import in_scope
+from services.gateway.views import in_scope, scope_filters
 
 SECRET = "s" * 48
 NOW = datetime.now(UTC)
@@ -79,3 +79,62 @@ def test_phones_and_emails_are_masked() -> None:
     assert mask_phone("123") == "***"
     assert mask_email("wang.wei@example.cn") == "w*******@example.cn"
     assert mask_phone(None) is None
+
+
+def _rsa_pair() -> tuple[str, str]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+def test_rs256_tokens_verify_with_the_public_key_and_nothing_else() -> None:
+    private, public = _rsa_pair()
+    claims = {"sub": "svc", "role": "analyst", "exp": NOW + timedelta(minutes=5)}
+    signed = jwt.encode(claims, private, algorithm="RS256")
+    assert verify_token(signed, public, "RS256") == Principal("svc", Role.ANALYST)
+    _, other = _rsa_pair()
+    with pytest.raises(Unauthorized):
+        verify_token(signed, other, "RS256")  # signed by someone else
+    with pytest.raises(Unauthorized):
+        # An HS256 token "signed" with the public key (the classic confusion attack) is refused.
+        verify_token(jwt.encode(claims, SECRET, algorithm="HS256"), public, "RS256")
+
+
+def test_the_rate_limit_answers_429_with_retry_after_and_refills() -> None:
+    clock = [100.0]
+    limiter = RateLimiter(per_minute=3, monotonic=lambda: clock[0])
+    for _ in range(3):
+        limiter.check("sub:u1")
+    with pytest.raises(TooManyRequests) as refused:
+        limiter.check("sub:u1")
+    assert refused.value.status == 429
+    assert refused.value.response_headers == {"Retry-After": "20"}
+    limiter.check("sub:u2")  # per client
+    clock[0] += 20
+    limiter.check("sub:u1")
+
+
+@pytest.mark.parametrize(
+    ("principal", "asked", "scoped"),
+    [
+        (Principal("r", Role.RM, rm_id="RM1"), (None, None), ("RM1", None)),
+        (Principal("r", Role.RM, rm_id="RM1"), ("RM2", None), None),
+        (Principal("s", Role.SUPERVISOR, branch_id="B1"), ("RM2", None), ("RM2", "B1")),
+        (Principal("s", Role.SUPERVISOR, branch_id="B1"), (None, "B2"), None),
+        (Principal("a", Role.ANALYST), ("RM2", "B2"), ("RM2", "B2")),
+    ],
+)
+def test_list_filters_are_narrowed_to_the_callers_scope(
+    principal: Principal, asked: tuple[str | None, str | None], scoped: tuple[str | None, str | None] | None
+) -> None:
+    assert scope_filters(principal, *asked) == scoped
