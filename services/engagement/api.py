@@ -3,7 +3,6 @@ worklists, the task lifecycle and the RM roster."""
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
@@ -12,7 +11,8 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, model_validator
 
 from contracts import TASK_UPDATED, TaskStatus
-from runtime.errors import Conflict, NotFound, Unprocessable
+from runtime.errors import Conflict, NotFound
+from runtime.paging import decode_time_cursor, encode_time_cursor
 from runtime.service import PublisherDep, RuntimeDep, SessionDep
 from services.engagement.engine import Engagement, task_event
 from services.engagement.models import OPEN_STATUSES, Manager, Task
@@ -129,18 +129,11 @@ def engagement_of(request: Request) -> Engagement:
     return engagement
 
 
-def _encode(due_at: datetime, task_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{due_at.isoformat()}|{task_id}".encode()).decode()
-
-
-def _decode(cursor: str | None) -> tuple[datetime, str] | None:
+def _after(cursor: str | None) -> tuple[datetime, str] | None:
     if cursor is None:
         return None
-    try:
-        at, task_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(at), task_id
-    except ValueError as exc:
-        raise Unprocessable("the cursor is not one this API gave out") from exc
+    at, (task_id,) = decode_time_cursor(cursor, 1)
+    return at, task_id
 
 
 class CustomerBrief(BaseModel):
@@ -223,10 +216,10 @@ async def customer_suppressions(customer_id: str, session: SessionDep) -> list[S
 
 
 async def _page(store: EngagementStore, where: TaskFilter, cursor: str | None, limit: int, now: datetime) -> TaskPage:
-    tasks = await store.tasks(where, after=_decode(cursor), limit=limit)
+    tasks = await store.tasks(where, after=_after(cursor), limit=limit)
     items = [task_view(t, now) for t in tasks]
     last = tasks[-1] if len(tasks) == limit else None
-    return TaskPage(items=items, next_cursor=_encode(last.due_at, last.task_id) if last else None)
+    return TaskPage(items=items, next_cursor=encode_time_cursor(last.due_at, last.task_id) if last else None)
 
 
 @router.get(

@@ -8,15 +8,14 @@ is answered exactly like a missing one.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from runtime.errors import NotFound, Unprocessable
+from runtime.errors import NotFound
+from runtime.paging import decode_time_cursor, encode_time_cursor
 from services.gateway.auth import Principal, Role
 from services.gateway.clients import Upstreams
 from services.gateway.masking import can_see_clear, mask_email, mask_phone
@@ -309,25 +308,15 @@ async def _engaged(upstreams: Upstreams, ids: list[str]) -> dict[str, dict[str, 
     return {b["customer_id"]: b for b in found["items"]}
 
 
-def encode_cursor(item: TimelineItem) -> str:
-    """The same cursor format as profile's timeline: (at, kind, ref) as base64 JSON."""
-    return base64.urlsafe_b64encode(json.dumps([item.at.isoformat(), item.kind, item.ref]).encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str, str]:
-    try:
-        at, kind, ref = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(at), str(kind), str(ref)
-    except (ValueError, TypeError) as exc:
-        raise Unprocessable("the cursor is not one this API returned") from exc
-
-
 async def timeline(
     upstreams: Upstreams, customer_id: str, *, cursor: str | None, limit: int, large_from: Decimal
 ) -> TimelinePage:
     """Profile's events (large transactions only), scoring's tier changes and engagement's tasks,
     newest first, merged under one cursor."""
-    after = decode_cursor(cursor) if cursor else None
+    after = None
+    if cursor:
+        at, (kind, ref) = decode_time_cursor(cursor, 2)
+        after = (at, kind, ref)
     params: dict[str, Any] = {"limit": limit, "large_from": str(large_from), **({"cursor": cursor} if cursor else {})}
     page, tier, tasks = await asyncio.gather(
         upstreams.profile.get_required(f"/internal/customers/{customer_id}/timeline", "customer", params),
@@ -360,4 +349,7 @@ async def timeline(
     merged = sorted((i for i in items if after is None or key(i) < after), key=key, reverse=True)
     more = len(merged) > limit or page["next_cursor"] is not None
     merged = merged[:limit]
-    return TimelinePage(items=merged, next_cursor=encode_cursor(merged[-1]) if more and merged else None)
+    return TimelinePage(
+        items=merged,
+        next_cursor=encode_time_cursor(merged[-1].at, merged[-1].kind, merged[-1].ref) if more and merged else None,
+    )

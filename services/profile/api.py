@@ -6,8 +6,6 @@ daily AUM history, data quality, and the two admin operations: split and erasure
 
 from __future__ import annotations
 
-import base64
-import json
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
@@ -18,6 +16,7 @@ from pydantic import BaseModel, Field
 from contracts import CustomerErased, CustomerSplit
 from contracts import SourceRecord as SourceRecordRef
 from runtime.errors import NotFound, Unprocessable
+from runtime.paging import decode_time_cursor, encode_time_cursor
 from runtime.service import PublisherDep, SessionDep
 from services.profile.domain import daily_aum
 from services.profile.models import Customer, SourceRecord
@@ -302,14 +301,14 @@ async def get_timeline(
     store = ProfileStore(session)
     customer = await _live(store, customer_id)
     ids = [customer.customer_id, *await store.merged_ids(customer.customer_id)]
-    try:
-        after = _decode_cursor(cursor) if cursor else None
-    except ValueError as exc:
-        raise Unprocessable("the cursor is not one this API returned") from exc
+    after = None
+    if cursor:
+        at, (kind, ref) = decode_time_cursor(cursor, 2)
+        after = (at, kind, ref)
     rows = await store.timeline(ids, after=after, limit=limit, large_from=large_from)
     items = [TimelineItem.model_validate(dict(r)) for r in rows]
     last = items[-1] if len(items) == limit else None
-    return TimelinePage(items=items, next_cursor=_encode_cursor(last) if last else None)
+    return TimelinePage(items=items, next_cursor=encode_time_cursor(last.at, last.kind, last.ref) if last else None)
 
 
 @router.post(
@@ -424,16 +423,3 @@ async def reconciliation_differences(session: SessionDep, limit: Limit = 100, cu
     found = await ProfileStore(session).differences(before_id=int(cursor) if cursor else None, limit=limit)
     items = [DifferenceView.model_validate(d, from_attributes=True) for d in found]
     return DifferencePage(items=items, next_cursor=str(items[-1].id) if len(items) == limit else None)
-
-
-def _encode_cursor(item: TimelineItem) -> str:
-    raw = json.dumps([item.at.isoformat(), item.kind, item.ref])
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str, str]:
-    try:
-        at, kind, ref = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(at), str(kind), str(ref)
-    except (ValueError, TypeError) as exc:
-        raise ValueError("bad cursor") from exc
