@@ -12,6 +12,7 @@ stops a partition. Transient failures (database or broker away) are retried with
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -47,11 +48,25 @@ from runtime import metrics
 from runtime.clock import Clock
 from runtime.db import transaction
 from runtime.kafka import Headers, header
+from runtime.logging import correlation_id
 from runtime.outbox import CORRELATION_HEADER, OutboxMessage, write_outbox
 from runtime.settings import ConsumerSettings
 from runtime.transient import Backoff, is_transient
 
 log = logging.getLogger(__name__)
+
+
+LAG_INTERVAL_S = 5.0
+
+
+def _type_of(raw: bytes | None) -> str:
+    """The event type a refused message claims, for metrics; `unknown` when it claims none."""
+    try:
+        value = json.loads(raw or b"")
+    except ValueError:
+        return "unknown"
+    claimed = value.get("type") if isinstance(value, dict) else None
+    return claimed if isinstance(claimed, str) and claimed in EVENT_TYPES else "unknown"
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -210,6 +225,7 @@ class BatchConsumer:
 
     async def _poll_loop(self) -> None:
         assert self._consumer is not None
+        lag_measured = 0.0
         while not self._stopping:
             fetched = await self._consumer.getmany(
                 timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.max_batch
@@ -218,6 +234,27 @@ class BatchConsumer:
             if records:
                 await self.process(records)
                 await self._commit_offsets(records)
+            if time.monotonic() - lag_measured >= LAG_INTERVAL_S:
+                lag_measured = time.monotonic()
+                await self._measure_lag()
+
+    async def _measure_lag(self) -> None:
+        """Consumer-group lag per assigned partition, for the `c360_consumer_lag` gauge."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        assigned = sorted(consumer.assignment(), key=lambda tp: (tp.topic, tp.partition))
+        if not assigned:
+            return
+        try:
+            ends = await consumer.end_offsets(assigned)
+            for tp in assigned:
+                position = await consumer.position(tp)
+                metrics.CONSUMER_LAG.labels(group=self.group_id, topic=tp.topic, partition=str(tp.partition)).set(
+                    max(ends[tp] - position, 0)
+                )
+        except KafkaError as exc:  # a rebalance or a broker hiccup: measure next time
+            log.debug("consumer.lag_unknown", extra={"group": self.group_id, "error": repr(exc)})
 
     async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         """Validate, dead-letter the invalid, and apply the valid records of one batch."""
@@ -233,7 +270,7 @@ class BatchConsumer:
             else:
                 valid.append(ConsumedEvent(parsed, record))
         for record, reason in invalid:
-            await self._dead_letter(record, reason)
+            await self._dead_letter(record, reason, _type_of(record.value))
         if valid:
             await self._apply_with_retry(valid)
         metrics.BATCH_SECONDS.labels(group=self.group_id).observe(time.perf_counter() - started)
@@ -261,7 +298,7 @@ class BatchConsumer:
                         "consumer.event_failed",
                         extra={"group": self.group_id, "event_id": events[0].envelope.id},
                     )
-                    await self._dead_letter(events[0].record, failure_reason(exc))
+                    await self._dead_letter(events[0].record, failure_reason(exc), events[0].type)
                     return
                 log.warning(
                     "consumer.isolating_failure",
@@ -291,6 +328,22 @@ class BatchConsumer:
             metrics.EVENTS_CONSUMED.labels(group=self.group_id, topic=event.record.topic, type=event.type).inc()
             lag = (committed_at - event.envelope.time).total_seconds()
             metrics.EVENT_LAG_SECONDS.labels(group=self.group_id, topic=event.record.topic).observe(max(lag, 0.0))
+            if log.isEnabledFor(logging.INFO):
+                token = correlation_id.set(event.correlation_id)
+                try:
+                    log.info(
+                        "event.applied",
+                        extra={
+                            "group": self.group_id,
+                            "topic": event.record.topic,
+                            "type": event.type,
+                            "event_id": event.envelope.id,
+                            "key": (event.record.key or b"").decode("utf-8", "replace"),
+                            "lag_s": round(max(lag, 0.0), 3),
+                        },
+                    )
+                finally:
+                    correlation_id.reset(token)
         if context.outbox and self.on_committed is not None:
             self.on_committed()
 
@@ -308,7 +361,7 @@ class BatchConsumer:
             fresh.update((row.source, row.event_id) for row in result)
         return fresh
 
-    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str, type_: str = "unknown") -> None:
         """Send the original bytes to `<topic>.dlq`, retrying until the broker takes them."""
         headers: Headers = [(k, v) for k, v in (record.headers or ()) if k not in DLQ_HEADERS]
         headers += [
@@ -330,7 +383,7 @@ class BatchConsumer:
                 metrics.TRANSIENT_FAILURES.labels(component="dlq").inc()
                 log.warning("dlq.retrying", extra={"group": self.group_id, "error": repr(exc)})
                 await asyncio.sleep(backoff.next_delay())
-        metrics.EVENTS_DEAD_LETTERED.labels(group=self.group_id, topic=record.topic).inc()
+        metrics.EVENTS_DEAD_LETTERED.labels(group=self.group_id, topic=record.topic, type=type_).inc()
         log.warning(
             "event.dead_lettered",
             extra={

@@ -5,8 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+
+#: The correlation id of what is being handled (an HTTP request, an event); every log line carries it.
+correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+#: The HTTP header that carries it between services.
+CORRELATION_HTTP_HEADER = "X-Correlation-Id"
 
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
@@ -26,6 +32,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
+        current = correlation_id.get()
+        if current is not None:
+            payload["correlation_id"] = current
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
                 payload[key] = value

@@ -8,7 +8,16 @@ EVENTS_CONSUMED = Counter("c360_events_consumed_total", "Events applied by a con
 EVENTS_DUPLICATE = Counter(
     "c360_events_duplicate_total", "Re-delivered events skipped by the idempotency record.", ["group"]
 )
-EVENTS_DEAD_LETTERED = Counter("c360_events_dead_lettered_total", "Messages sent to a .dlq topic.", ["group", "topic"])
+EVENTS_DEAD_LETTERED = Counter(
+    "c360_events_dead_lettered_total",
+    "Messages that failed (invalid, or refused by the handler) and went to a .dlq topic.",
+    ["group", "topic", "type"],
+)
+CONSUMER_LAG = Gauge(
+    "c360_consumer_lag",
+    "Messages not yet consumed, per assigned partition (high watermark minus position).",
+    ["group", "topic", "partition"],
+)
 BATCH_SIZE = Histogram(
     "c360_consumer_batch_size",
     "Messages per consumed batch.",

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -31,7 +32,7 @@ from runtime.db import create_engine, runtime_table, session_factory, transactio
 from runtime.errors import install_problem_handlers, problem_response
 from runtime.jobs import JobRunner, PeriodicJob
 from runtime.kafka import make_producer
-from runtime.logging import configure_logging
+from runtime.logging import CORRELATION_HTTP_HEADER, configure_logging, correlation_id
 from runtime.outbox import OutboxRelay, write_outbox
 from runtime.settings import ConsumerSettings, OutboxSettings, RuntimeSettings
 
@@ -224,16 +225,22 @@ def build_lifespan(spec: ServiceSpec) -> Callable[[FastAPI], contextlib.Abstract
 
 
 class HttpMetricsMiddleware(BaseHTTPMiddleware):
-    """Count requests and time them by route template (never by raw path)."""
+    """Count requests and time them by route template (never by raw path), and carry the
+    request's correlation id (`X-Correlation-Id`, made up when absent) into every log line, every
+    call to another service and the response."""
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         started = time.perf_counter()
         status = 500
+        given = request.headers.get(CORRELATION_HTTP_HEADER, "")
+        token = correlation_id.set(given[:128] if given.isprintable() and given else str(uuid.uuid4()))
         try:
             response = await call_next(request)
             status = response.status_code
+            response.headers[CORRELATION_HTTP_HEADER] = correlation_id.get() or ""
             return response
         finally:
+            correlation_id.reset(token)
             # The router records the route it matched in the shared scope.
             route = getattr(request.scope.get("route"), "path", "unmatched")
             metrics.HTTP_REQUESTS.labels(request.method, route, str(status)).inc()

@@ -85,3 +85,24 @@ def to_async_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+asyncpg://" + url[len(prefix) :]
     raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got {url.split('://')[0]!r}")
+
+
+def environment_variables(settings: type[BaseSettings]) -> set[str]:
+    """Every environment variable a settings class reads (`C360_` prefix, `__` for nesting, and
+    the plain aliases such as `DATABASE_URL`), for checking deployment files against the code."""
+    names: set[str] = set()
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            alias = field.validation_alias
+            if isinstance(alias, AliasChoices):
+                names.update(str(choice) for choice in alias.choices)
+                continue
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, f"{prefix}{name.upper()}__")
+            else:
+                names.add(f"{prefix}{name.upper()}")
+
+    walk(settings, "C360_")
+    return names
