@@ -50,6 +50,18 @@ def main(argv: list[str] | None = None) -> int:
     rescore.add_argument("--policy", default=None, help="tier policy YAML (default: C360_SCORING__POLICY_FILE)")
     rescore.add_argument("--score-model", dest="score_model", default=None, help="score model YAML")
 
+    dlq = commands.add_parser("dlq", help="list or replay a topic's dead letters")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_commands.add_parser("list", help="what TOPIC.dlq holds")
+    dlq_list.add_argument("topic", help="the topic the messages were refused on, such as bank.accounts.v1")
+    dlq_replay = dlq_commands.add_parser("replay", help="produce dead letters again to their topic")
+    dlq_replay.add_argument("topic")
+    which = dlq_replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", dest="ids", action="append", help="an event id to replay (repeatable)")
+    which.add_argument("--all", action="store_true", help="replay every message the .dlq holds")
+
+    commands.add_parser("lag", help="consumer-group lag of every service, per partition")
+
     args = parser.parse_args(argv)
     settings = RuntimeSettings()
     configure_logging("c360", level="WARNING", fmt="text")
@@ -78,7 +90,53 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "rescore":
         return _rescore(args)
+    if args.command == "dlq":
+        return _dlq(args, settings.kafka_bootstrap_servers)
+    if args.command == "lag":
+        return _lag(settings.kafka_bootstrap_servers)
     return _up(settings, demo=args.demo, customers=args.customers)
+
+
+def _dlq(args: argparse.Namespace, bootstrap: str) -> int:
+    from c360.ops import read_dead_letters, replay_dead_letters
+
+    letters = asyncio.run(read_dead_letters(_require(bootstrap, "KAFKA_BOOTSTRAP_SERVERS"), args.topic))
+    if args.dlq_command == "list":
+        for letter in letters:
+            print(
+                f"{letter.partition}:{letter.offset}\t{letter.event_type or '-'}\t{letter.event_id or '-'}\t"
+                f"{letter.reason}"
+            )
+        print(f"{len(letters)} messages in {args.topic}.dlq")
+        return 0
+    chosen = letters if args.all else [letter for letter in letters if letter.event_id in set(args.ids)]
+    missing = set(args.ids or ()) - {letter.event_id for letter in chosen}
+    if missing:
+        print(f"not in {args.topic}.dlq: {', '.join(sorted(missing))}", file=sys.stderr)
+    count = asyncio.run(replay_dead_letters(bootstrap, chosen))
+    print(f"replayed {count} messages to {args.topic}")
+    return 1 if missing else 0
+
+
+def _lag(bootstrap: str) -> int:
+    from c360.ops import consumer_lag
+    from services.engagement import app as engagement
+    from services.engagement.settings import EngagementConfig
+    from services.profile import app as profile
+    from services.profile.settings import ProfileConfig
+    from services.scoring import app as scoring
+    from services.scoring.settings import ScoringConfig
+
+    groups = {
+        ProfileConfig().group_id: profile.TOPICS,
+        ScoringConfig().group_id: scoring.TOPICS,
+        EngagementConfig().group_id: engagement.TOPICS,
+    }
+    rows = asyncio.run(consumer_lag(_require(bootstrap, "KAFKA_BOOTSTRAP_SERVERS"), groups))
+    print("group\ttopic\tpartition\tcommitted\tend\tlag")
+    for row in rows:
+        print(f"{row.group}\t{row.topic}\t{row.partition}\t{row.committed}\t{row.end}\t{row.lag}")
+    return 0
 
 
 def _rescore(args: argparse.Namespace) -> int:
