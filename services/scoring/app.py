@@ -18,6 +18,7 @@ from services.scoring.settings import ScoringSettings
 from services.scoring.store import ScoringStore
 
 NAME = "scoring"
+TOPICS = [C360_PROFILES]
 
 
 def grace_job(assessor: Assessor, batch: int, interval_s: float) -> PeriodicJob:
@@ -51,7 +52,7 @@ def create_app(settings: ScoringSettings | None = None) -> FastAPI:
             settings=settings,
             metadata=Base.metadata,
             routers=[api.router],
-            consumer=ConsumerSpec(topics=[C360_PROFILES], group_id=config.group_id, handler=ScoringHandler(assessor)),
+            consumer=ConsumerSpec(topics=TOPICS, group_id=config.group_id, handler=ScoringHandler(assessor)),
             consumer_settings=settings.consumer,
             outbox_settings=settings.outbox,
             jobs=[grace_job(assessor, config.batch, config.grace_interval_s)],
