@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 
 from runtime.errors import PROBLEM_BASE, NotFound, Relayed, ServiceUnavailable
+from runtime.logging import CORRELATION_HTTP_HEADER, correlation_id
 
 Params = dict[str, Any] | list[tuple[str, Any]] | None
 
@@ -25,7 +26,9 @@ class ServiceClient:
 
     async def request(self, method: str, path: str, *, params: Params = None, json: Any = None) -> Any:
         try:
-            response = await self.http.request(method, path, params=params, json=json)
+            current = correlation_id.get()
+            headers = {CORRELATION_HTTP_HEADER: current} if current else None
+            response = await self.http.request(method, path, params=params, json=json, headers=headers)
         except httpx.HTTPError as exc:
             raise ServiceUnavailable(f"the {self.name} service did not answer: {type(exc).__name__}") from exc
         if response.status_code == 404:

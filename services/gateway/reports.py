@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field
 from contracts import EVENT_TYPES, INBOUND_TOPICS, InvalidEvent, parse_event
 from runtime.db import transaction
 from runtime.errors import Unprocessable
-from runtime.outbox import OutboxMessage, write_outbox
+from runtime.logging import correlation_id
+from runtime.outbox import CORRELATION_HEADER, OutboxMessage, write_outbox
 from runtime.service import RuntimeDep, SessionDep
 from services.gateway.api import Limit, UpstreamsDep, problems
 from services.gateway.auth import PrincipalDep, Role, require
@@ -183,7 +184,9 @@ async def post_events(
             results.append(EventResult(index=index, id=event_id, accepted=False, error=exc.reason))
             continue
         key = spec.key_of(parsed.data)
-        messages.append(OutboxMessage(topic=spec.topic, key=key, event=parsed.envelope, headers={}))
+        # The request's correlation id follows each event through profile, scoring and engagement.
+        headers = {CORRELATION_HEADER: correlation_id.get() or parsed.envelope.id}
+        messages.append(OutboxMessage(topic=spec.topic, key=key, event=parsed.envelope, headers=headers))
         results.append(EventResult(index=index, id=event_id, accepted=True, topic=spec.topic))
     accepted = len(messages)
     body = EventResults(accepted=accepted, refused=len(events) - accepted, results=results)
