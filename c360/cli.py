@@ -62,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
 
     commands.add_parser("lag", help="consumer-group lag of every service, per partition")
 
+    simulate = commands.add_parser("simulate", help="generate the synthetic bank: ground truth and events")
+    simulate.add_argument("--seed", type=int, default=7)
+    simulate.add_argument("--scale", type=float, default=1.0, help="share of the branch of DOMAIN.md (1 = 458,067)")
+    simulate.add_argument("--truth", default=None, help="directory for the ground truth (default: .c360/simulated)")
+    simulate.add_argument("--produce", action="store_true", help="also produce the events to KAFKA_BOOTSTRAP_SERVERS")
+
     args = parser.parse_args(argv)
     settings = RuntimeSettings()
     configure_logging("c360", level="WARNING", fmt="text")
@@ -94,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         return _dlq(args, settings.kafka_bootstrap_servers)
     if args.command == "lag":
         return _lag(settings.kafka_bootstrap_servers)
+    if args.command == "simulate":
+        return _simulate(args, settings)
     return _up(settings, demo=args.demo, customers=args.customers)
 
 
@@ -116,6 +124,26 @@ def _dlq(args: argparse.Namespace, bootstrap: str) -> int:
     count = asyncio.run(replay_dead_letters(bootstrap, chosen))
     print(f"replayed {count} messages to {args.topic}")
     return 1 if missing else 0
+
+
+def _simulate(args: argparse.Namespace, settings: RuntimeSettings) -> int:
+    from pathlib import Path
+
+    from c360.ops import produce_all
+    from c360.simulate import SyntheticBank
+
+    bank = SyntheticBank(seed=args.seed, scale=args.scale)
+    truth = bank.truth()
+    directory = Path(args.truth) if args.truth else settings.data_dir / "simulated"
+    truth.write(directory)
+    print(f"{len(truth.customers):,} customers; ground truth in {directory}")
+    for band in truth.bands():
+        print(f"  band from {band['floor_cny']:>7,} CNY: {band['customers']:>7,} customers, {band['aum_cny']} CNY")
+    if args.produce:
+        bootstrap = _require(settings.kafka_bootstrap_servers, "KAFKA_BOOTSTRAP_SERVERS")
+        count = asyncio.run(produce_all(bootstrap, bank.events(), client_id="c360-simulate", progress=sys.stderr))
+        print(f"produced {count:,} events")
+    return 0
 
 
 def _lag(bootstrap: str) -> int:
@@ -240,7 +268,7 @@ def _up(settings: RuntimeSettings, *, demo: bool, customers: int) -> int:
             print(f"{name:<11} http://127.0.0.1:{port}   (docs at /docs, logs in {data_dir / 'logs' / name}.log)")
         print(
             'ready       try: curl -H "Authorization: Bearer $(c360 token --role admin)" '
-            f"http://127.0.0.1:{ports['gateway']}/v1/customers/by-ref/core-deposits/DEMO-000001"
+            f"http://127.0.0.1:{ports['gateway']}/v1/customers/by-ref/core-deposits/SIM-7-0000001"
         )
         if demo:
             from c360.demo import seed_demo_roster, stream_demo_bank

@@ -10,14 +10,61 @@ group and partition, how far the group is behind.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, TextIO
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from contracts import DLQ_HEADERS, DLQ_REASON_HEADER, DLQ_TOPIC_HEADER, dlq_topic
+from contracts import DLQ_HEADERS, DLQ_REASON_HEADER, DLQ_TOPIC_HEADER, CloudEvent, dlq_topic
 from runtime.kafka import header, make_producer
+
+
+async def produce_all(
+    bootstrap: str,
+    events: Iterable[tuple[str, CloudEvent]],
+    *,
+    client_id: str,
+    total: int | None = None,
+    progress: TextIO | None = None,
+) -> int:
+    """Produce (topic, event) pairs as fast as the broker takes them, keyed by the event's
+    subject, waiting for deliveries a window at a time; with `progress`, a progress line."""
+    producer = make_producer(bootstrap, client_id=client_id)
+    await producer.start()
+    count = 0
+    started = time.monotonic()
+    pending: list[asyncio.Future[Any]] = []
+    try:
+        for topic, event in events:
+            pending.append(await producer.send(topic, value=event.to_bytes(), key=(event.subject or "").encode()))
+            count += 1
+            if len(pending) >= 5000:
+                await asyncio.gather(*pending)
+                pending.clear()
+                if progress is not None:
+                    _progress(progress, count, total, started)
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    if progress is not None:
+        _progress(progress, count, total, started)
+        progress.write("\n")
+    return count
+
+
+def _progress(out: TextIO, count: int, total: int | None, started: float) -> None:
+    rate = count / max(time.monotonic() - started, 1e-6)
+    if total:
+        done = count / total
+        bar = "#" * int(done * 30)
+        out.write(f"\r[{bar:<30}] {count:,}/{total:,} events, {rate:,.0f}/s")
+    else:
+        out.write(f"\r{count:,} events, {rate:,.0f}/s")
+    out.flush()
 
 
 @dataclass(frozen=True)
