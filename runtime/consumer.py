@@ -352,11 +352,10 @@ class BatchConsumer:
         fresh: set[tuple[str, str]] = set()
         for start in range(0, len(keys), 5000):
             chunk = keys[start : start + 5000]
+            # executemany: compiled once and cached, where a VALUES list is compiled anew per batch.
             result = await session.execute(
-                pg_insert(table)
-                .values([{"source": s, "event_id": i} for s, i in chunk])
-                .on_conflict_do_nothing()
-                .returning(table.c.source, table.c.event_id)
+                pg_insert(table).on_conflict_do_nothing().returning(table.c.source, table.c.event_id),
+                [{"source": s, "event_id": i} for s, i in chunk],
             )
             fresh.update((row.source, row.event_id) for row in result)
         return fresh

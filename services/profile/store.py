@@ -14,6 +14,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     String,
+    Table,
     and_,
     bindparam,
     cast,
@@ -48,6 +49,14 @@ from services.profile.models import (
 SourceRef = tuple[str, str]
 T = TypeVar("T")
 CUSTOMERS = Customer.metadata.tables[f"{Customer.metadata.schema}.customers"]
+
+
+def _table(model: type[Any]) -> Table:
+    """A mapped class's Core table: bulk writes go through it as one cached executemany."""
+    table: Table = model.__table__
+    return table
+
+
 CHUNK = 5000
 
 #: Identity fields of a source record; erasure clears them, and the displayed value of each is the
@@ -119,11 +128,10 @@ class ProfileStore:
         missing = [ref for ref in wanted if ref not in links]
         if missing:
             created = {ref: new_customer_id() for ref in missing}
+            table = _table(SourceRecord)
             inserted = await self.session.execute(
-                insert(SourceRecord)
-                .values([{"source": s, "customer_ref": r, "customer_id": created[(s, r)]} for s, r in missing])
-                .on_conflict_do_nothing()
-                .returning(SourceRecord.source, SourceRecord.customer_ref)
+                insert(table).on_conflict_do_nothing().returning(table.c.source, table.c.customer_ref),
+                [{"source": s, "customer_ref": r, "customer_id": created[(s, r)]} for s, r in missing],
             )
             won = {(r.source, r.customer_ref) for r in inserted}
             if won:
@@ -154,14 +162,15 @@ class ProfileStore:
         """Write identity fields of source records; an older record than the stored one is ignored."""
         if not records:
             return
-        stmt = insert(SourceRecord).values(list(records))
+        stmt = insert(_table(SourceRecord))
         fields = [k for k in records[0] if k not in ("source", "customer_ref", "customer_id")]
         await self.session.execute(
             stmt.on_conflict_do_update(
                 index_elements=[SourceRecord.source, SourceRecord.customer_ref],
                 set_={name: stmt.excluded[name] for name in fields},
                 where=or_(SourceRecord.record_time.is_(None), SourceRecord.record_time <= stmt.excluded.record_time),
-            )
+            ),
+            list(records),
         )
 
     async def match_candidates(self, id_number_hash: str) -> list[MatchCandidate]:
@@ -267,15 +276,15 @@ class ProfileStore:
             row["product"] = state.product.value if state.product else None
             row["customer_id"] = customer_of[(state.source, state.customer_ref)]
             rows.append(row)
-        for chunk in _chunks(rows, 1000):
-            stmt = insert(Account).values(chunk)
-            await self.session.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[Account.source, Account.account_ref],
-                    set_={name: stmt.excluded[name] for name in chunk[0] if name not in ("source", "account_ref")}
-                    | {"updated_at": func.now()},
-                )
-            )
+        stmt = insert(_table(Account))
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[Account.source, Account.account_ref],
+                set_={name: stmt.excluded[name] for name in rows[0] if name not in ("source", "account_ref")}
+                | {"updated_at": func.now()},
+            ),
+            rows,
+        )
 
     async def accounts_of(self, customer_ids: Iterable[str]) -> dict[str, list[AccountState]]:
         ids = sorted(set(customer_ids))
@@ -292,14 +301,16 @@ class ProfileStore:
         Answers the accounts whose history changed.
         """
         changed: set[SourceRef] = set()
+        table = _table(DailyBalance)
         for chunk in _chunks(list(rows), 1000):
-            stmt = insert(DailyBalance).values(list(chunk))
+            stmt = insert(table)
             written = await self.session.execute(
                 stmt.on_conflict_do_update(
                     index_elements=[DailyBalance.source, DailyBalance.account_ref, DailyBalance.business_date],
                     set_={"balance": stmt.excluded.balance, "version": stmt.excluded.version},
                     where=and_(DailyBalance.version < stmt.excluded.version, DailyBalance.from_snapshot.is_(False)),
-                ).returning(DailyBalance.source, DailyBalance.account_ref)
+                ).returning(table.c.source, table.c.account_ref),
+                list(chunk),
             )
             changed.update((r.source, r.account_ref) for r in written)
         return changed
@@ -327,13 +338,14 @@ class ProfileStore:
 
     async def settle_days(self, rows: Sequence[Mapping[str, object]]) -> None:
         """Write snapshot balances as final for their day."""
-        for chunk in _chunks(list(rows), 1000):
-            stmt = insert(DailyBalance).values(list(chunk))
+        if rows:
+            stmt = insert(_table(DailyBalance))
             await self.session.execute(
                 stmt.on_conflict_do_update(
                     index_elements=[DailyBalance.source, DailyBalance.account_ref, DailyBalance.business_date],
                     set_={"balance": stmt.excluded.balance, "from_snapshot": True},
-                )
+                ),
+                list(rows),
             )
 
     async def record_differences(self, rows: Sequence[Mapping[str, object]]) -> None:
@@ -405,9 +417,10 @@ class ProfileStore:
         """Insert rows not seen before; answers the `(source, ref)` keys that were new."""
         ref = Transaction.transaction_ref if table is Transaction else Interaction.interaction_ref
         new: set[SourceRef] = set()
+        core = _table(table)
         for chunk in _chunks(list(rows), 1000):
             inserted = await self.session.execute(
-                insert(table).values(list(chunk)).on_conflict_do_nothing().returning(table.source, ref)
+                insert(core).on_conflict_do_nothing().returning(core.c.source, core.c[ref.key]), list(chunk)
             )
             new.update((r[0], r[1]) for r in inserted)
         return new
