@@ -123,10 +123,13 @@ class ProfileHandler:
         await store.upsert_source_records(list(rows.values()))
         for ref, event in newest.items():
             changes.touch(links[ref], "identity", event)
+        # Most identities have one record: find the ones that could merge in one query.
+        shared = await store.match_candidates_of([*matchable, *refused])
         for hashed, event in sorted(matchable.items()):
-            await self._match(ctx, store, hashed, event, links, changes)
+            if len({c.customer_id for c in shared[hashed]}) > 1:
+                await self._match(ctx, store, hashed, event, links, changes)
         for hashed, (reason, event) in sorted(refused.items()):
-            candidates = await store.match_candidates(hashed)
+            candidates = shared[hashed]
             if len({c.customer_id for c in candidates}) > 1:
                 await self._refuse(store, candidates, reason, links[_ref_of(event)], ctx.clock.now())
         await store.refresh_identity(changes.what)

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     ARRAY,
+    BigInteger,
     Date,
     DateTime,
     String,
@@ -145,9 +146,15 @@ class ProfileStore:
         return links
 
     async def lock_identities(self, hashes: Iterable[str]) -> None:
-        """Hold each identity hash's advisory lock until commit, always in the same order."""
-        for key in sorted({identity_lock_key(h) for h in hashes}):
-            await self.session.execute(select(func.pg_advisory_xact_lock(key)))
+        """Hold each identity hash's advisory lock until commit, taken in key order (so two
+        transactions never wait on each other in a circle), in one round trip."""
+        keys = sorted({identity_lock_key(h) for h in hashes})
+        if keys:
+            await self.session.execute(
+                text(
+                    "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(:keys) AS k ORDER BY 1) AS ordered"
+                ).bindparams(bindparam("keys", keys, type_=ARRAY(BigInteger)))
+            )
 
     async def erased_customers(self, customer_ids: Iterable[str]) -> set[str]:
         ids = sorted(set(customer_ids))
@@ -175,16 +182,34 @@ class ProfileStore:
 
     async def match_candidates(self, id_number_hash: str) -> list[MatchCandidate]:
         """Every source record carrying the hash, except those a split guards against it."""
-        rows = await self.session.execute(
-            select(SourceRecord.source, SourceRecord.customer_ref, SourceRecord.customer_id, Customer.created_at)
-            .join(Customer, Customer.customer_id == SourceRecord.customer_id)
-            .where(
-                SourceRecord.id_number_hash == id_number_hash,
-                or_(SourceRecord.merge_guard_hash.is_(None), SourceRecord.merge_guard_hash != id_number_hash),
+        return (await self.match_candidates_of([id_number_hash]))[id_number_hash]
+
+    async def match_candidates_of(self, hashes: Iterable[str]) -> dict[str, list[MatchCandidate]]:
+        """`match_candidates` for many hashes in one query per chunk."""
+        wanted = sorted(set(hashes))
+        found: dict[str, list[MatchCandidate]] = {h: [] for h in wanted}
+        for chunk in _chunks(wanted, CHUNK):
+            rows = await self.session.execute(
+                select(
+                    SourceRecord.id_number_hash,
+                    SourceRecord.source,
+                    SourceRecord.customer_ref,
+                    SourceRecord.customer_id,
+                    Customer.created_at,
+                )
+                .join(Customer, Customer.customer_id == SourceRecord.customer_id)
+                .where(
+                    SourceRecord.id_number_hash.in_(chunk),
+                    or_(
+                        SourceRecord.merge_guard_hash.is_(None),
+                        SourceRecord.merge_guard_hash != SourceRecord.id_number_hash,
+                    ),
+                )
+                .order_by(SourceRecord.source, SourceRecord.customer_ref)
             )
-            .order_by(SourceRecord.source, SourceRecord.customer_ref)
-        )
-        return [MatchCandidate(r.source, r.customer_ref, r.customer_id, r.created_at) for r in rows]
+            for r in rows:
+                found[r.id_number_hash].append(MatchCandidate(r.source, r.customer_ref, r.customer_id, r.created_at))
+        return found
 
     async def merge(self, survivor: str, absorbed: Sequence[str], at: datetime) -> None:
         """Move everything of the `absorbed` customers to `survivor`; they redirect to it for ever."""
