@@ -172,17 +172,22 @@ async def test_the_same_event_delivered_twice_has_one_effect(harness: Harness) -
 
 
 class CrashBeforeOffsetCommit(BatchConsumer):
-    """Dies once after its database commit and before committing offsets, like a killed pod."""
+    """Dies once after the database commit of the batch holding the test's events (keyed
+    `target`) and before committing its offsets, like a killed pod. The topic also holds other
+    tests' events, which a new group reads first."""
 
+    target = b""
     crashed = False
     committed_after_restart = False
 
     async def _commit_offsets(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        if not CrashBeforeOffsetCommit.crashed:
+        ours = any(record.key == CrashBeforeOffsetCommit.target for record in records)
+        if ours and not CrashBeforeOffsetCommit.crashed:
             CrashBeforeOffsetCommit.crashed = True
             raise RuntimeError("simulated crash between database commit and offset commit")
         await super()._commit_offsets(records)
-        CrashBeforeOffsetCommit.committed_after_restart = True
+        if ours:
+            CrashBeforeOffsetCommit.committed_after_restart = True
 
 
 async def test_a_crash_between_database_commit_and_offset_commit_causes_no_double_effect(
@@ -192,6 +197,7 @@ async def test_a_crash_between_database_commit_and_offset_commit_causes_no_doubl
     events = [account_opened(ref, f"A{n}") for n in range(5)]
     for event in events:
         await harness.send(event, ref)
+    CrashBeforeOffsetCommit.target = ref.encode()
     consumer = harness.consumer(group(), cls=CrashBeforeOffsetCommit)
     processed = runtime_table(metadata, "processed_events")
 
