@@ -26,7 +26,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy contracts runtime services c360
+	$(BIN)/mypy contracts runtime services c360 bench
 	$(BIN)/lint-imports
 
 fmt: $(STAMP)
@@ -37,7 +37,7 @@ schemas: $(STAMP)
 	$(BIN)/python -m contracts.export
 
 bench: $(STAMP)
-	@echo "no benchmark suite yet: see docs/benchmarks.md" >&2; exit 1
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,305 @@
+"""`make bench`: the synthetic bank replayed through a fresh embedded platform, measured against
+the machine's own limit in the same run, with latency under load, gateway load and memory.
+
+    python -m bench.run [--scale 1.0] [--seed 7] [--gateway-seconds 60]
+
+Results are printed and appended to docs/benchmarks.md with the machine's details.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform as host
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+import httpx
+from aiokafka import AIOKafkaConsumer
+
+from c360.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from c360.ops import produce_all
+from c360.platform import SERVICES, ServiceProcesses, create_topics, migrate_all, service_env
+from c360.simulate import GroundTruth, SyntheticBank
+from contracts import INBOUND_TOPICS, AccountBalance, parse_event
+from runtime.settings import development_secret
+from services.gateway.auth import Role, issue_token
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "benchmarks.md"
+
+
+@dataclass
+class Report:
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, text: str) -> None:
+        print(text, flush=True)
+        self.lines.append(text)
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    memory = next(
+        (line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")), "0"
+    )
+    head = ROOT / ".git" / "HEAD"
+    commit = ""
+    if head.exists():
+        ref = head.read_text().strip()
+        target = ROOT / ".git" / ref.removeprefix("ref: ") if ref.startswith("ref: ") else None
+        commit = (target.read_text() if target is not None and target.exists() else ref)[:7]
+    return (
+        f"{os.cpu_count()} x {cpu}, {int(memory) // 1024 // 1024} GiB RAM, Python {host.python_version()}, "
+        f"commit {commit.strip() or 'unknown'}"
+    )
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def scrape(url: str) -> dict[str, float]:
+    """Metric name (with labels) -> value, from a service's /metrics."""
+    found: dict[str, float] = {}
+    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            found[name] = float(value)
+    return found
+
+
+def total(metrics: dict[str, float], name: str, **labels: str) -> float:
+    return sum(
+        v
+        for k, v in metrics.items()
+        if k.split("{", 1)[0] == name and all(f'{a}="{b}"' in k for a, b in labels.items())
+    )
+
+
+async def bare_consumer_rate(bootstrap: str, expected: int) -> float:
+    """The limit (a): read and decode every inbound event, nothing else."""
+    consumer = AIOKafkaConsumer(
+        *INBOUND_TOPICS, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    count = 0
+    started = time.perf_counter()
+    try:
+        while count < expected:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            if not batch:
+                break
+            for records in batch.values():
+                for record in records:
+                    parse_event(record.value, topic=record.topic)
+                    count += 1
+    finally:
+        await consumer.stop()
+    return count / (time.perf_counter() - started)
+
+
+async def upsert_rates(database_url: str, balances: Sequence[AccountBalance]) -> tuple[float, float]:
+    """The limit (b): the best batched upsert of the balance rows profile keeps, and the naive
+    one-transaction-per-row baseline, into a scratch table shaped like profile's accounts."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "CREATE TEMP TABLE bench_accounts (source text, account_ref text, customer_ref text, balance numeric,"
+            " version bigint, as_of timestamptz, PRIMARY KEY (source, account_ref))"
+        )
+        rows = [("core", b.account_ref, b.customer_ref, b.balance, b.version, b.as_of) for b in balances]
+        upsert = (
+            "INSERT INTO bench_accounts SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[],"
+            " $5::bigint[], $6::timestamptz[]) ON CONFLICT (source, account_ref) DO UPDATE SET"
+            " balance = excluded.balance, version = excluded.version, as_of = excluded.as_of"
+            " WHERE bench_accounts.version < excluded.version"
+        )
+        started = time.perf_counter()
+        for i in range(0, len(rows), 2000):
+            chunk: dict[str, tuple[Any, ...]] = {}
+            for row in rows[i : i + 2000]:  # folded: the newest version per account, as profile does
+                if row[1] not in chunk or chunk[row[1]][4] < row[4]:
+                    chunk[row[1]] = row
+            columns = list(zip(*chunk.values(), strict=True))
+            async with conn.transaction():
+                await conn.execute(upsert, *[list(c) for c in columns])
+        batched = len(rows) / (time.perf_counter() - started)
+        await conn.execute("TRUNCATE bench_accounts")
+        single = rows[: min(len(rows), 3000)]
+        started = time.perf_counter()
+        for row in single:
+            async with conn.transaction():
+                await conn.execute(upsert, *[[value] for value in row])
+        naive = len(single) / (time.perf_counter() - started)
+        return batched, naive
+    finally:
+        await conn.close()
+
+
+def settled(gateway: str, headers: dict[str, str], truth: GroundTruth) -> bool:
+    report = httpx.get(gateway + "/v1/reports/tier-distribution", headers=headers, timeout=10).json()
+    expected = truth.bands()
+    return report["customers"] == len(truth.customers) and [
+        (b["customers"], Decimal(b["aum_cny"])) for b in report["bands"]
+    ] == [(b["customers"], Decimal(str(b["aum_cny"]))) for b in expected]
+
+
+async def gateway_load(gateway: str, headers: dict[str, str], refs: Sequence[str], seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    rng = random.Random(1)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal errors
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            response = await client.get(f"/v1/customers/by-ref/core-deposits/{rng.choice(refs)}")
+            latencies.append(time.perf_counter() - started)
+            if response.status_code != 200:
+                errors += 1
+
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+    async with httpx.AsyncClient(base_url=gateway, headers=headers, timeout=10, limits=limits) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(32)))
+        elapsed = time.perf_counter() - started
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "errors": errors,
+        "requests": len(latencies),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench")
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--gateway-seconds", type=float, default=60)
+    parser.add_argument("--timeout-s", type=float, default=3600)
+    args = parser.parse_args(argv)
+    report = Report()
+    report.add(f"\n## Run of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, scale {args.scale}\n")
+    report.add(f"Machine: {machine()}.\n")
+
+    work = Path(tempfile.mkdtemp(prefix="c360-bench-"))
+    postgres = EmbeddedPostgres(work / "pgdata", database="bench")
+    database_url = postgres.start()
+    broker = EmbeddedBroker(free_port(), work / "tansu.log")
+    bootstrap = broker.start()
+    processes: ServiceProcesses | None = None
+    try:
+        migrate_all(database_url)
+        create_topics(bootstrap, 6)
+        started = time.perf_counter()
+        bank = SyntheticBank(seed=args.seed, scale=args.scale)
+        truth = bank.truth()
+        events = list(bank.events())
+        report.add(
+            f"- Synthetic bank: {len(truth.customers):,} customers, {len(events):,} events, "
+            f"built with its ground truth in {time.perf_counter() - started:.1f} s."
+        )
+        started = time.perf_counter()
+        asyncio.run(produce_all(bootstrap, events, client_id="bench"))
+        report.add(f"- Produced to the broker at {len(events) / (time.perf_counter() - started):,.0f} events/s.")
+        bare = asyncio.run(bare_consumer_rate(bootstrap, len(events)))
+        balances = [AccountBalance.model_validate(e.data) for _, e in events if e.type == "bank.account.balance.v1"]
+        batched, naive = asyncio.run(upsert_rates(database_url, balances))
+        limit = min(bare, batched)
+        report.add(f"- Limit (a), bare aiokafka consumer reading and decoding: {bare:,.0f} events/s.")
+        report.add(
+            f"- Limit (b), batched PostgreSQL upsert of balance rows: {batched:,.0f} rows/s "
+            f"(naive, one transaction per row: {naive:,.0f} rows/s)."
+        )
+
+        ports = {s.name: free_port() for s in SERVICES}
+        env = service_env(dict(os.environ), database_url=database_url, bootstrap_servers=bootstrap, ports=ports)
+        env["C360_DATA_DIR"] = str(work)
+        env["C360_GATEWAY__RATE_LIMIT_PER_MINUTE"] = "10000000"
+        env["C360_LOG_LEVEL"] = "WARNING"
+        processes = ServiceProcesses(env, ports, log_dir=work / "logs")
+        replay_started = time.perf_counter()
+        processes.start()
+        processes.wait_healthy(timeout_s=120)
+        token = issue_token(
+            development_secret(work), subject="bench", role=Role.ADMIN, now=datetime.now(UTC), ttl=timedelta(hours=6)
+        )
+        headers = {"Authorization": f"Bearer {token}"}
+        gateway = processes.url("gateway")
+        inbound = len(events)
+        profile_done = scoring_done = None
+        while time.perf_counter() - replay_started < args.timeout_s:
+            metrics = scrape(processes.url("profile"))
+            handled = sum(
+                total(metrics, name, group="c360-profile")
+                for name in (
+                    "c360_events_consumed_total",
+                    "c360_events_duplicate_total",
+                    "c360_events_dead_lettered_total",
+                )
+            )
+            if profile_done is None and handled >= inbound:
+                profile_done = time.perf_counter() - replay_started
+            if profile_done is not None and settled(gateway, headers, truth):
+                scoring_done = time.perf_counter() - replay_started
+                break
+            time.sleep(1)
+        if profile_done is None or scoring_done is None:
+            report.add(f"- Replay did not settle within {args.timeout_s:.0f} s.")
+        else:
+            rate = inbound / profile_done
+            report.add(
+                f"- Replay: profile applied all {inbound:,} inbound events in {profile_done:.1f} s "
+                f"(**{rate:,.0f} events/s**, {rate / limit:.0%} of min(a, b)); every tier settled and the "
+                f"tier-distribution report equal to the ground truth band by band after {scoring_done:.1f} s."
+            )
+        memory = {name: peak_rss_mib(processes.processes[name].pid) for name in ports}
+        report.add("- Peak resident memory: " + ", ".join(f"{n} {m:,.0f} MiB" for n, m in memory.items()) + ".")
+
+        refs = [t.customer_key for t in truth.customers]
+        load = asyncio.run(gateway_load(gateway, headers, refs, args.gateway_seconds))
+        report.add(
+            f"- Gateway, `GET /v1/customers/by-ref/...` at concurrency 32 for {args.gateway_seconds:.0f} s: "
+            f"{load['rps']:,.0f} requests/s, p50 {load['p50_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms, "
+            f"{int(load['errors'])} errors of {int(load['requests']):,}."
+        )
+    finally:
+        if processes is not None:
+            processes.stop()
+        broker.stop()
+        postgres.stop()
+    with RESULTS.open("a") as out:
+        out.write("\n".join(report.lines) + "\n")
+    print(f"appended to {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
