@@ -16,6 +16,7 @@ import random
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,7 +32,19 @@ from c360.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from c360.ops import produce_all
 from c360.platform import SERVICES, ServiceProcesses, create_topics, migrate_all, service_env
 from c360.simulate import GroundTruth, SyntheticBank
-from contracts import INBOUND_TOPICS, AccountBalance, parse_event
+from contracts import (
+    BANK_ACCOUNTS,
+    C360_TASKS,
+    C360_TIERS,
+    INBOUND_TOPICS,
+    AccountBalance,
+    AccountOpened,
+    Product,
+    build_event,
+    parse_event,
+)
+from runtime.kafka import header, make_producer
+from runtime.outbox import CORRELATION_HEADER
 from runtime.settings import development_secret
 from services.gateway.auth import Role, issue_token
 
@@ -198,12 +211,98 @@ async def gateway_load(gateway: str, headers: dict[str, str], refs: Sequence[str
     }
 
 
+async def latency_under_load(
+    bootstrap: str, customers: Sequence[tuple[str, str]], probes: int, rate: int
+) -> dict[str, list[float]]:
+    """With `rate` balance events/s of background for existing customers, send `probes` new VIP
+    customers (a balance held 40 days) one a second; the time from producing each to its
+    `tier.changed` and its `task.created`, matched by the correlation id the chain carries."""
+    producer = make_producer(bootstrap, client_id="bench-latency")
+    reader = AIOKafkaConsumer(C360_TIERS, C360_TASKS, bootstrap_servers=bootstrap, group_id=None)
+    await producer.start()
+    await reader.start()
+    await reader.seek_to_end()
+    sent: dict[str, float] = {}
+    arrived: dict[str, dict[str, float]] = {C360_TIERS: {}, C360_TASKS: {}}
+    stop = asyncio.Event()
+
+    async def background() -> None:
+        version = 1_000
+        while not stop.is_set():
+            tick = time.perf_counter()
+            for _ in range(rate // 10):
+                ref, account = customers[version % len(customers)]
+                version += 1
+                data = AccountBalance(
+                    account_ref=account,
+                    customer_ref=ref,
+                    balance=Decimal(1 + version % 7),  # pocket change: no tier moves
+                    currency="CNY",
+                    as_of=datetime.now(UTC),
+                    version=version,
+                )
+                event = build_event(data, source="core-deposits")
+                await producer.send(BANK_ACCOUNTS, value=event.to_bytes(), key=ref.encode())
+            await asyncio.sleep(max(0.0, 0.1 - (time.perf_counter() - tick)))
+
+    async def read() -> None:
+        while not stop.is_set():
+            for records in (await reader.getmany(timeout_ms=100)).values():
+                for record in records:
+                    correlation = header(record.headers or (), CORRELATION_HEADER)
+                    if correlation in sent and correlation not in arrived[record.topic]:
+                        arrived[record.topic][correlation] = time.perf_counter()
+
+    tasks = [asyncio.create_task(background()), asyncio.create_task(read())]
+    try:
+        await asyncio.sleep(3)  # let the background settle in
+        for i in range(probes):
+            ref = f"PROBE-{uuid.uuid4().hex[:10]}-{i}"
+            now = datetime.now(UTC)
+            opened = AccountOpened(
+                account_ref=f"{ref}-T",
+                customer_ref=ref,
+                product=Product.TIME_DEPOSIT,
+                currency="CNY",
+                opened_on=(now - timedelta(days=60)).date(),
+            )
+            balance = AccountBalance(
+                account_ref=f"{ref}-T",
+                customer_ref=ref,
+                balance=Decimal(500_000),
+                currency="CNY",
+                as_of=now - timedelta(days=40),
+                version=1,
+            )
+            first, second = build_event(opened, source="core-deposits"), build_event(balance, source="core-deposits")
+            started = time.perf_counter()
+            sent[first.id] = sent[second.id] = started
+            for event in (first, second):
+                await producer.send_and_wait(BANK_ACCOUNTS, value=event.to_bytes(), key=ref.encode())
+            await asyncio.sleep(1)
+        for _ in range(60):
+            if len(arrived[C360_TASKS]) >= probes and len(arrived[C360_TIERS]) >= probes:
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await reader.stop()
+        await producer.stop()
+    return {
+        topic: [(at - sent[correlation]) * 1000 for correlation, at in found.items()]
+        for topic, found in arrived.items()
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench")
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--gateway-seconds", type=float, default=60)
     parser.add_argument("--timeout-s", type=float, default=3600)
+    parser.add_argument("--probes", type=int, default=30)
+    parser.add_argument("--background-rate", type=int, default=1000)
     args = parser.parse_args(argv)
     report = Report()
     report.add(f"\n## Run of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, scale {args.scale}\n")
@@ -283,6 +382,20 @@ def main(argv: list[str] | None = None) -> int:
         memory = {name: peak_rss_mib(processes.processes[name].pid) for name in ports}
         report.add("- Peak resident memory: " + ", ".join(f"{n} {m:,.0f} MiB" for n, m in memory.items()) + ".")
 
+        current = [
+            (c.key, a.ref)
+            for c in bank.customers()
+            for a in c.accounts
+            if a.product is Product.CURRENT and a.currency == "CNY"
+        ]
+        latency = asyncio.run(latency_under_load(bootstrap, current, args.probes, args.background_rate))
+        for topic, label in ((C360_TIERS, "tier.changed"), (C360_TASKS, "task.created")):
+            values = latency[topic]
+            report.add(
+                f"- Latency from a VIP balance event to its `{label}` with {args.background_rate:,} events/s of "
+                f"background: {len(values)} of {args.probes} probes, p50 {percentile(values, 50):,.0f} ms, "
+                f"p95 {percentile(values, 95):,.0f} ms, p99 {percentile(values, 99):,.0f} ms."
+            )
         refs = [t.customer_key for t in truth.customers]
         load = asyncio.run(gateway_load(gateway, headers, refs, args.gateway_seconds))
         report.add(
