@@ -54,14 +54,17 @@ async def test_balances_keep_their_scale_and_freshness_is_the_newest_event_time(
             (BANK_ACCOUNTS, account_balance(ref, f"{ref}-F1", "1234.56789012", version=2, at=event_time)),
             # Older, and late: neither its balance nor its time may win.
             (BANK_ACCOUNTS, account_balance(ref, f"{ref}-F1", "1.00", version=1, at=event_time - timedelta(days=1))),
+            # A marker behind them in the same partition: once it shows, all three were applied.
+            (BANK_ACCOUNTS, account_opened(ref, f"{ref}-F2", at=event_time - timedelta(hours=1))),
         ],
     )
     with httpx.Client(base_url=platform.gateway, headers=platform.headers(Role.ADMIN), timeout=5) as client:
         view = poll(
             lambda: client.get(f"/v1/customers/by-ref/core-deposits/{ref}"),
-            lambda r: r.status_code == 200 and r.json()["tier"] is not None,
+            lambda r: r.status_code == 200 and r.json()["tier"] is not None and len(r.json()["accounts"]) == 2,
         )
-    assert view["accounts"][0]["balance"] == "1234.56789012"
+    balances = {a["account_ref"]: a["balance"] for a in view["accounts"]}
+    assert balances[f"{ref}-F1"] == "1234.56789012"
     assert view["aum_cny"] == "1234.57"
     assert datetime.fromisoformat(view["freshness"]["last_event_at"]) == event_time
 
