@@ -49,7 +49,8 @@ class Assessor:
         self.model = model
 
     async def assess(self, ctx: BatchContext, store: ScoringStore, subjects: Sequence[Subject]) -> None:
-        """Decide, keep and publish the tiers and scores of `subjects` (one per customer)."""
+        """Decide, keep and publish the tiers and scores of `subjects` (one per customer); a
+        subject older than the profile kept for its customer is left out."""
         if not subjects:
             return
         now = ctx.clock.now()
@@ -63,6 +64,8 @@ class Assessor:
             profile = subject.profile
             cid = profile.customer_id
             row = tiers.get(cid)
+            if row is not None and row.profile_at is not None and subject.profile_at < row.profile_at:
+                continue  # older than the profile kept: it changes nothing
             current = TierState(row.tier, row.since, row.watch_since) if row else None
             measure = getattr(profile, self.policy.measure)
             outcome = assess(self.policy, current, measure, now)

@@ -40,12 +40,6 @@ class ScoringHandler:
         if not latest:
             return
         merged = await store.merged_ids(latest)
-        stored = await store.tiers(latest)
-        subjects = [
-            subject
-            for cid, subject in latest.items()
-            # A late event for a merged customer, or older than what is kept, changes nothing.
-            if cid not in merged
-            and (stored.get(cid) is None or (stored[cid].profile_at or subject.profile_at) <= subject.profile_at)
-        ]
-        await self.assessor.assess(ctx, store, subjects)
+        # A late event for a merged customer changes nothing (nor, the assessor sees to it, one
+        # older than the profile kept).
+        await self.assessor.assess(ctx, store, [s for cid, s in latest.items() if cid not in merged])
