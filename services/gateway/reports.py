@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from contracts import EVENT_TYPES, INBOUND_TOPICS, InvalidEvent, parse_event
 from runtime.db import transaction
-from runtime.errors import Unprocessable
+from runtime.errors import Unprocessable, problem_response
 from runtime.logging import correlation_id
 from runtime.outbox import CORRELATION_HEADER, OutboxMessage, write_outbox
 from runtime.service import RuntimeDep, SessionDep
@@ -183,25 +183,20 @@ async def post_events(
         except InvalidEvent as exc:
             results.append(EventResult(index=index, id=event_id, accepted=False, error=exc.reason))
             continue
-        key = spec.key_of(parsed.data)
         # The request's correlation id follows each event through profile, scoring and engagement.
         headers = {CORRELATION_HEADER: correlation_id.get() or parsed.envelope.id}
-        messages.append(OutboxMessage(topic=spec.topic, key=key, event=parsed.envelope, headers=headers))
+        messages.append(OutboxMessage(topic=spec.topic, key=parsed.key, event=parsed.envelope, headers=headers))
         results.append(EventResult(index=index, id=event_id, accepted=True, topic=spec.topic))
     accepted = len(messages)
     body = EventResults(accepted=accepted, refused=len(events) - accepted, results=results)
     if not messages:
-        return JSONResponse(
-            {
-                "type": "https://c360.dev/problems/validation",
-                "title": "No valid event",
-                "status": 422,
-                "detail": "none of the events is valid; `results` says why for each",
-                "instance": request.url.path,
-                "results": [r.model_dump() for r in results],
-            },
-            status_code=422,
-            media_type="application/problem+json",
+        return problem_response(
+            422,
+            "validation",
+            "No valid event",
+            "none of the events is valid; `results` says why for each",
+            request.url.path,
+            results=[r.model_dump() for r in results],
         )
     async with transaction(runtime.sessions) as session:
         await write_outbox(session, OUTBOX, messages)
