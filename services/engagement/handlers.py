@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import datetime
 
 from contracts import (
     CustomerErased,
@@ -22,8 +23,9 @@ from services.engagement.rules import Signals
 from services.engagement.store import EngagementStore
 
 
-def _later(a: object, b: object) -> object:
-    return b if a is None or (b is not None and b > a) else a  # type: ignore[operator]
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    """The later of two optional instants."""
+    return max((t for t in (a, b) if t is not None), default=None)
 
 
 class EngagementHandler:
@@ -76,7 +78,7 @@ class EngagementHandler:
         row.marketing_consent = data.marketing_consent
         row.birth_date = data.birth_date
         if data.interactions is not None:
-            row.last_contact_at = _later(row.last_contact_at, data.interactions.last_contact_at)  # type: ignore[assignment]
+            row.last_contact_at = _later(row.last_contact_at, data.interactions.last_contact_at)
 
     @staticmethod
     def _tier(row: CustomerState, data: TierChanged, seen: Signals | None) -> Signals:
