@@ -14,6 +14,7 @@ from contracts import TASK_UPDATED, TaskStatus
 from runtime.errors import Conflict, NotFound
 from runtime.paging import decode_time_cursor, encode_time_cursor
 from runtime.service import PublisherDep, RuntimeDep, SessionDep
+from services.engagement.audiences import Audiences
 from services.engagement.engine import Engagement, task_event
 from services.engagement.models import OPEN_STATUSES, Manager, Task
 from services.engagement.store import EngagementStore, TaskFilter
@@ -127,6 +128,11 @@ class ManagerPage(BaseModel):
 def engagement_of(request: Request) -> Engagement:
     engagement: Engagement = request.app.state.engagement
     return engagement
+
+
+def audiences_of(request: Request) -> Audiences:
+    audiences: Audiences = request.app.state.audiences
+    return audiences
 
 
 def _after(cursor: str | None) -> tuple[datetime, str] | None:
@@ -260,24 +266,31 @@ async def get_task(task_id: str, session: SessionDep, runtime: RuntimeDep) -> Ta
     response_model=TaskView,
     summary="Move a task along: in_progress, done with an outcome, or dismissed with a note",
 )
-async def change_task(task_id: str, change: TaskChange, session: SessionDep, publisher: PublisherDep) -> TaskView:
+async def change_task(
+    task_id: str, change: TaskChange, request: Request, session: SessionDep, publisher: PublisherDep
+) -> TaskView:
     store = EngagementStore(session)
-    task = await store.task(task_id, lock=True)
-    if task is None:
+    found = await store.task(task_id)
+    if found is None:
         raise NotFound(f"no task {task_id}")
+    now = publisher.clock.now()
+    # The customer first, then the task: the order the consumer takes them in.
+    customer = (await store.lock_customers([found.customer_id], now))[found.customer_id]
+    task = found
+    await session.refresh(task, with_for_update=True)
     if change.status.value not in MOVES[task.status]:
         raise Conflict(f"a task {task.status} cannot move to {change.status.value}")
-    now = publisher.clock.now()
     task.status = change.status.value
     task.updated_at = now
     if change.status in (TaskStatus.DONE, TaskStatus.DISMISSED):
         task.closed_at = now
         task.outcome = change.outcome.value if change.outcome else f"dismissed: {change.note}"
     if change.outcome in CONTACT:
-        # The customer was reached: the revisit clock starts again, and the sweep looks at them now.
-        customer = (await store.lock_customers([task.customer_id], now))[task.customer_id]
+        # The customer was reached: the revisit clock starts again, and the sweep looks at them now;
+        # segments over days since contact see it at once.
         customer.last_contact_at = now
         customer.next_check_at = now
+        await audiences_of(request).refresh(publisher, store, {customer.customer_id: customer})
     publisher.publish(task_event(task), type_=TASK_UPDATED)
     return task_view(task, now)
 

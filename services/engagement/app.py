@@ -1,5 +1,5 @@
 """The engagement service process: internal API, consumer of profiles, tiers and scores, the
-scheduled sweep for time-based actions, and the outbox relay."""
+scheduled sweep for time-based actions, segment backfills and campaign dispatch, and the outbox relay."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from contracts import C360_PROFILES, C360_SCORES, C360_TIERS
 from runtime.consumer import BatchContext
 from runtime.jobs import PeriodicJob
 from runtime.service import ConsumerSpec, ServiceSpec, create_service_app
-from services.engagement import api
+from services.engagement import api, audience_api
+from services.engagement.audiences import Audiences, audience_jobs
 from services.engagement.engine import Engagement
 from services.engagement.handlers import EngagementHandler
 from services.engagement.models import Base
@@ -37,6 +38,7 @@ def create_app(settings: EngagementSettings | None = None) -> FastAPI:
     settings = settings or EngagementSettings()
     config = settings.engagement
     engagement = Engagement(load_catalogue(config.catalogue_file))
+    audiences = Audiences(engagement, zone=config.business_timezone, batch=config.batch)
     app = create_service_app(
         ServiceSpec(
             name=NAME,
@@ -47,12 +49,18 @@ def create_app(settings: EngagementSettings | None = None) -> FastAPI:
             ),
             settings=settings,
             metadata=Base.metadata,
-            routers=[api.router],
-            consumer=ConsumerSpec(topics=TOPICS, group_id=config.group_id, handler=EngagementHandler(engagement)),
+            routers=[api.router, audience_api.router],
+            consumer=ConsumerSpec(
+                topics=TOPICS, group_id=config.group_id, handler=EngagementHandler(engagement, audiences)
+            ),
             consumer_settings=settings.consumer,
             outbox_settings=settings.outbox,
-            jobs=[sweep_job(engagement, config.batch, config.sweep_interval_s)],
+            jobs=[
+                sweep_job(engagement, config.batch, config.sweep_interval_s),
+                *audience_jobs(audiences, config.audience_interval_s),
+            ],
         )
     )
     app.state.engagement = engagement
+    app.state.audiences = audiences
     return app

@@ -1,6 +1,7 @@
 """What each consumed batch does: fold profile, tier and score events into what engagement knows
 of each customer, follow merges and erasures, then let the catalogue act on every customer the
-batch touched, with the signals the batch carried (a tier entered, a watch begun, a new flag)."""
+batch touched, with the signals the batch carried (a tier entered, a watch begun, a new flag), and
+re-evaluate those customers' segment memberships."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from contracts import (
     TierChanged,
 )
 from runtime.consumer import BatchContext, ConsumedEvent
+from services.engagement.audiences import Audiences
 from services.engagement.engine import Engagement
 from services.engagement.models import CustomerState
 from services.engagement.rules import Signals
@@ -29,8 +31,9 @@ def _later(a: datetime | None, b: datetime | None) -> datetime | None:
 
 
 class EngagementHandler:
-    def __init__(self, engagement: Engagement) -> None:
+    def __init__(self, engagement: Engagement, audiences: Audiences) -> None:
         self.engagement = engagement
+        self.audiences = audiences
 
     async def __call__(self, ctx: BatchContext, events: Sequence[ConsumedEvent]) -> None:
         store = EngagementStore(ctx.session)
@@ -66,6 +69,7 @@ class EngagementHandler:
                 continue
             causes[data.customer_id] = event
         await self.engagement.evaluate(ctx, store, rows, signals, causes)
+        await self.audiences.refresh(ctx, store, rows)
 
     @staticmethod
     def _profile(row: CustomerState, data: ProfileUpdated, event: ConsumedEvent) -> None:

@@ -40,6 +40,7 @@ class Task(Base):
         Index("ix_tasks_rm_status_due", "rm_id", "status", "due_at"),
         Index("ix_tasks_branch_status_due", "branch_id", "status", "due_at"),
         Index("ix_tasks_customer", "customer_id", "action", "created_at"),
+        Index("ix_tasks_campaign", "campaign_id", "status", postgresql_where=text("campaign_id IS NOT NULL")),
     )
 
     task_id: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -55,6 +56,7 @@ class Task(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), comment="When done or dismissed.")
+    campaign_id: Mapped[str | None] = mapped_column(Text, comment="The campaign that made the task, if one did.")
 
 
 class CustomerState(Base):
@@ -121,3 +123,86 @@ class Suppression(Base):
     first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     count: Mapped[int] = mapped_column(Integer)
+
+
+class Segment(Base):
+    """An analyst-defined audience: a rule over what engagement knows of each customer."""
+
+    __tablename__ = "segments"
+
+    segment_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    rule: Mapped[dict[str, Any]] = mapped_column(JSONB, comment="The rule as given (services/engagement/segments.py).")
+    version: Mapped[int] = mapped_column(Integer, comment="Counts rule changes; a backfill runs for each.")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_by: Mapped[str | None] = mapped_column(Text)
+    backfill_cursor: Mapped[str | None] = mapped_column(
+        Text, comment="Last customer id the running backfill evaluated; null before the first batch."
+    )
+    backfill_total: Mapped[int] = mapped_column(Integer, server_default="0", comment="Customers to evaluate.")
+    backfill_done: Mapped[int] = mapped_column(Integer, server_default="0", comment="Customers evaluated so far.")
+    backfill_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    backfill_finished_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), comment="Null while the backfill of the current version runs."
+    )
+    evaluated_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), comment="When a customer's membership was last evaluated."
+    )
+
+
+class SegmentMember(Base):
+    """A customer in a segment now; leaving deletes the row (the event stream keeps the history)."""
+
+    __tablename__ = "segment_members"
+    __table_args__ = (Index("ix_segment_members_customer", "customer_id"),)
+
+    segment_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    entered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Campaign(Base):
+    """A segment, an action, a window, a priority and volume caps."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = (Index("ix_campaigns_segment", "segment_id"),)
+
+    campaign_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    segment_id: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(Text, comment="A catalogue action or campaign_contact.")
+    script: Mapped[str | None] = mapped_column(Text, comment="What the RM says; required for campaign_contact.")
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    priority: Mapped[int] = mapped_column(Integer)
+    due_days: Mapped[int] = mapped_column(Integer)
+    daily_cap: Mapped[int | None] = mapped_column(Integer, comment="New tasks per day overall; null: no cap.")
+    branch_daily_cap: Mapped[int | None] = mapped_column(Integer, comment="New tasks per day per branch.")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_by: Mapped[str | None] = mapped_column(Text)
+    members_targeted_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), comment="When the members at start became targets; null until the campaign starts."
+    )
+
+
+class CampaignTarget(Base):
+    """A customer a campaign aims at, once per campaign, and what became of it."""
+
+    __tablename__ = "campaign_targets"
+    __table_args__ = (
+        Index("ix_campaign_targets_waiting", "campaign_id", postgresql_where=text("status = 'waiting'")),
+        Index("ix_campaign_targets_decided", "campaign_id", "status", "decided_at"),
+    )
+
+    campaign_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    status: Mapped[str] = mapped_column(Text, comment="waiting, created, suppressed or expired.")
+    code: Mapped[str | None] = mapped_column(Text, comment="The suppression code, when suppressed.")
+    reason: Mapped[str | None] = mapped_column(Text, comment="Why suppressed or expired.")
+    branch_id: Mapped[str | None] = mapped_column(Text, comment="The branch whose daily cap the task counted in.")
+    task_id: Mapped[str | None] = mapped_column(Text)
+    targeted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -21,7 +21,15 @@ class EngagementConfig(BaseModel):
     sweep_interval_s: float = Field(
         default=60, gt=0, description="How often the scheduler looks for birthdays, maturities, revisits due."
     )
-    batch: int = Field(default=500, gt=0, description="Customers per round of the scheduled sweep.")
+    batch: int = Field(
+        default=500, gt=0, description="Customers per round of the scheduled sweep, a segment backfill or a dispatch."
+    )
+    audience_interval_s: float = Field(
+        default=5, gt=0, description="How often segment backfills and campaign dispatch look for work."
+    )
+    business_timezone: str = Field(
+        default="Asia/Shanghai", description="Zone whose midnight starts a campaign's day (daily volume caps)."
+    )
 
 
 class EngagementSettings(RuntimeSettings):

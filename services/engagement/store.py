@@ -8,11 +8,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.engagement.models import OPEN_STATUSES, OPEN_TASK, CustomerState, Manager, Suppression, Task
+from services.engagement.models import (
+    OPEN_STATUSES,
+    OPEN_TASK,
+    Campaign,
+    CampaignTarget,
+    CustomerState,
+    Manager,
+    Segment,
+    SegmentMember,
+    Suppression,
+    Task,
+)
 from services.engagement.policy import Manager as RosterEntry
 from services.engagement.policy import Suppressed, TaskHistory
 from services.engagement.rules import Proposal
@@ -183,7 +194,13 @@ class EngagementStore:
         }
 
     async def create_task(
-        self, proposal: Proposal, *, rm_id: str | None, branch_id: str | None, now: datetime
+        self,
+        proposal: Proposal,
+        *,
+        rm_id: str | None,
+        branch_id: str | None,
+        now: datetime,
+        campaign_id: str | None = None,
     ) -> Task | None:
         """Insert the task unless the customer already has an open one of the same action."""
         row = await self.session.execute(
@@ -200,6 +217,7 @@ class EngagementStore:
                 status="open",
                 created_at=now,
                 updated_at=now,
+                campaign_id=campaign_id,
             )
             .on_conflict_do_nothing(
                 index_elements=[Task.customer_id, Task.action],
@@ -335,6 +353,260 @@ class EngagementStore:
         managers = list(rows.scalars())
         loads = await self.loads(m.rm_id for m in managers)
         return [entry(m, loads[m.rm_id]) for m in managers]
+
+    # -- segments --------------------------------------------------------------------------------
+
+    async def segments(self) -> Sequence[Segment]:
+        return (await self.session.execute(select(Segment).order_by(Segment.segment_id))).scalars().all()
+
+    async def segment(self, segment_id: str, *, lock: bool = False) -> Segment | None:
+        return await self.session.get(Segment, segment_id, with_for_update=lock)
+
+    async def list_segments(self, *, after: str | None, limit: int) -> Sequence[Segment]:
+        stmt = select(Segment).order_by(Segment.segment_id).limit(limit)
+        if after is not None:
+            stmt = stmt.where(Segment.segment_id > after)
+        return (await self.session.execute(stmt)).scalars().all()
+
+    async def segment_sizes(self, segment_ids: Iterable[str]) -> dict[str, int]:
+        ids = sorted(set(segment_ids))
+        rows = await self.session.execute(
+            select(SegmentMember.segment_id, func.count())
+            .where(SegmentMember.segment_id.in_(ids))
+            .group_by(SegmentMember.segment_id)
+        )
+        sizes = dict.fromkeys(ids, 0)
+        sizes.update({sid: n for sid, n in rows})
+        return sizes
+
+    async def count_customers(self) -> int:
+        return await self.session.scalar(select(func.count()).select_from(CustomerState)) or 0
+
+    async def customers_after(self, after: str | None, limit: int) -> dict[str, CustomerState]:
+        """The next customers in id order after `after`, locked (waiting for a consumer holding them)."""
+        stmt = select(CustomerState).order_by(CustomerState.customer_id).limit(limit).with_for_update()
+        if after is not None:
+            stmt = stmt.where(CustomerState.customer_id > after)
+        return {row.customer_id: row for row in (await self.session.execute(stmt)).scalars()}
+
+    async def memberships(self, customer_ids: Iterable[str]) -> dict[str, set[str]]:
+        ids = sorted(set(customer_ids))
+        found: dict[str, set[str]] = {cid: set() for cid in ids}
+        rows = await self.session.execute(
+            select(SegmentMember.customer_id, SegmentMember.segment_id).where(SegmentMember.customer_id.in_(ids))
+        )
+        for cid, sid in rows:
+            found[cid].add(sid)
+        return found
+
+    async def enter(self, segment_id: str, customer_ids: Sequence[str], at: datetime) -> None:
+        await self.session.execute(
+            insert(SegmentMember)
+            .values([{"segment_id": segment_id, "customer_id": cid, "entered_at": at} for cid in customer_ids])
+            .on_conflict_do_nothing()
+        )
+
+    async def leave(self, segment_id: str, customer_ids: Sequence[str]) -> None:
+        await self.session.execute(
+            delete(SegmentMember).where(
+                SegmentMember.segment_id == segment_id, SegmentMember.customer_id.in_(customer_ids)
+            )
+        )
+
+    async def touch_segments(self, segment_ids: Iterable[str], at: datetime) -> None:
+        """Note when the segments were last evaluated (in id order, after any campaign row)."""
+        for sid in sorted(set(segment_ids)):
+            await self.session.execute(
+                update(Segment)
+                .where(Segment.segment_id == sid)
+                .values(evaluated_at=func.greatest(func.coalesce(Segment.evaluated_at, at), at))
+            )
+
+    async def members(
+        self,
+        segment_id: str,
+        *,
+        rm_id: str | None,
+        branch_id: str | None,
+        after: str | None,
+        limit: int,
+    ) -> Sequence[tuple[SegmentMember, CustomerState]]:
+        stmt = (
+            select(SegmentMember, CustomerState)
+            .join(CustomerState, CustomerState.customer_id == SegmentMember.customer_id)
+            .where(SegmentMember.segment_id == segment_id)
+            .order_by(SegmentMember.customer_id)
+            .limit(limit)
+        )
+        if rm_id is not None:
+            stmt = stmt.where(CustomerState.rm_id == rm_id)
+        if branch_id is not None:
+            stmt = stmt.where(CustomerState.branch_id == branch_id)
+        if after is not None:
+            stmt = stmt.where(SegmentMember.customer_id > after)
+        return [(m, c) for m, c in (await self.session.execute(stmt))]
+
+    # -- campaigns -------------------------------------------------------------------------------
+
+    async def campaign(self, campaign_id: str, *, lock: bool = False) -> Campaign | None:
+        return await self.session.get(Campaign, campaign_id, with_for_update=lock)
+
+    async def list_campaigns(self, *, after: str | None, limit: int) -> Sequence[Campaign]:
+        stmt = select(Campaign).order_by(Campaign.campaign_id).limit(limit)
+        if after is not None:
+            stmt = stmt.where(Campaign.campaign_id > after)
+        return (await self.session.execute(stmt)).scalars().all()
+
+    async def running_campaigns(self, now: datetime, segment_ids: Iterable[str] | None = None) -> Sequence[Campaign]:
+        """Campaigns whose window holds `now` (on these segments), locked in id order: one
+        dispatcher at a time counts a campaign's caps."""
+        stmt = (
+            select(Campaign)
+            .where(Campaign.starts_at <= now, Campaign.ends_at > now)
+            .order_by(Campaign.campaign_id)
+            .with_for_update()
+        )
+        if segment_ids is not None:
+            stmt = stmt.where(Campaign.segment_id.in_(sorted(set(segment_ids))))
+        return (await self.session.execute(stmt)).scalars().all()
+
+    async def ended_with_waiting(self, now: datetime) -> Sequence[str]:
+        rows = await self.session.execute(
+            select(Campaign.campaign_id)
+            .where(
+                Campaign.ends_at <= now,
+                select(CampaignTarget.customer_id)
+                .where(CampaignTarget.campaign_id == Campaign.campaign_id, CampaignTarget.status == "waiting")
+                .exists(),
+            )
+            .order_by(Campaign.campaign_id)
+        )
+        return rows.scalars().all()
+
+    async def target(self, campaign_id: str, customer_ids: Sequence[str], now: datetime) -> list[str]:
+        """Make the customers targets of the campaign, once per campaign; the ids newly targeted."""
+        if not customer_ids:
+            return []
+        rows = await self.session.execute(
+            insert(CampaignTarget)
+            .values(
+                [
+                    {"campaign_id": campaign_id, "customer_id": cid, "status": "waiting", "targeted_at": now}
+                    for cid in customer_ids
+                ]
+            )
+            .on_conflict_do_nothing()
+            .returning(CampaignTarget.customer_id)
+        )
+        return list(rows.scalars())
+
+    async def target_members(self, campaign_id: str, segment_id: str, now: datetime) -> int:
+        """Every current member of the segment becomes a target (once per campaign)."""
+        chosen = select(literal(campaign_id), SegmentMember.customer_id, literal("waiting"), literal(now)).where(
+            SegmentMember.segment_id == segment_id
+        )
+        result = await self.session.execute(
+            insert(CampaignTarget)
+            .from_select(["campaign_id", "customer_id", "status", "targeted_at"], chosen)
+            .on_conflict_do_nothing()
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def waiting_targets(
+        self,
+        campaign_id: str,
+        *,
+        limit: int,
+        customer_ids: Sequence[str] | None = None,
+        skip_branches: Sequence[str | None] = (),
+    ) -> dict[str, CustomerState]:
+        """Waiting targets, highest value score first, their customers locked; customers another
+        transaction holds are skipped (they wait for the next round)."""
+        stmt = (
+            select(CustomerState)
+            .join(
+                CampaignTarget,
+                (CampaignTarget.customer_id == CustomerState.customer_id) & (CampaignTarget.campaign_id == campaign_id),
+            )
+            .where(CampaignTarget.status == "waiting", CustomerState.merged_into.is_(None))
+            .order_by(
+                CustomerState.value_score.desc().nulls_last(), CampaignTarget.targeted_at, CustomerState.customer_id
+            )
+            .limit(limit)
+            .with_for_update(of=CustomerState, skip_locked=True)
+        )
+        if customer_ids is not None:
+            stmt = stmt.where(CustomerState.customer_id.in_(customer_ids))
+        named = [b for b in skip_branches if b is not None]
+        if named:
+            stmt = stmt.where(or_(CustomerState.branch_id.is_(None), CustomerState.branch_id.not_in(named)))
+        if None in skip_branches:
+            stmt = stmt.where(CustomerState.branch_id.is_not(None))
+        rows = (await self.session.execute(stmt)).scalars().all()
+        return {row.customer_id: row for row in rows}
+
+    async def created_since(self, campaign_id: str, since: datetime) -> dict[str | None, int]:
+        """Tasks the campaign created since `since`, per branch."""
+        rows = await self.session.execute(
+            select(CampaignTarget.branch_id, func.count())
+            .where(
+                CampaignTarget.campaign_id == campaign_id,
+                CampaignTarget.status == "created",
+                CampaignTarget.decided_at >= since,
+            )
+            .group_by(CampaignTarget.branch_id)
+        )
+        return {branch: n for branch, n in rows}
+
+    async def decide(
+        self,
+        campaign_id: str,
+        customer_id: str,
+        *,
+        status: str,
+        now: datetime,
+        branch_id: str | None = None,
+        task_id: str | None = None,
+        code: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        await self.session.execute(
+            update(CampaignTarget)
+            .where(CampaignTarget.campaign_id == campaign_id, CampaignTarget.customer_id == customer_id)
+            .values(status=status, branch_id=branch_id, task_id=task_id, code=code, reason=reason, decided_at=now)
+        )
+
+    async def expire_waiting(self, campaign_id: str, now: datetime) -> None:
+        await self.session.execute(
+            update(CampaignTarget)
+            .where(CampaignTarget.campaign_id == campaign_id, CampaignTarget.status == "waiting")
+            .values(status="expired", reason="the campaign ended before its volume caps reached them", decided_at=now)
+        )
+
+    async def tasks_of_campaign(self, campaign_id: str) -> Sequence[Task]:
+        rows = await self.session.execute(
+            select(Task).where(Task.campaign_id == campaign_id).order_by(Task.created_at, Task.task_id)
+        )
+        return rows.scalars().all()
+
+    async def campaign_stats(
+        self, campaign_id: str
+    ) -> tuple[dict[tuple[str, str | None], int], dict[tuple[str, str | None], int]]:
+        """Targets by (status, suppression code), and the campaign's tasks by (status, outcome)."""
+        targets = await self.session.execute(
+            select(CampaignTarget.status, CampaignTarget.code, func.count())
+            .where(CampaignTarget.campaign_id == campaign_id)
+            .group_by(CampaignTarget.status, CampaignTarget.code)
+        )
+        tasks = await self.session.execute(
+            select(Task.status, Task.outcome, func.count())
+            .where(Task.campaign_id == campaign_id)
+            .group_by(Task.status, Task.outcome)
+        )
+        return (
+            {(status, code): n for status, code, n in targets},
+            {(status, outcome): n for status, outcome, n in tasks},
+        )
 
 
 def entry(manager: Manager, load: int = 0) -> RosterEntry:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from runtime.service import ServiceRuntime, ServiceSpec, create_service_app
-from services.gateway import api, reports, work
+from services.gateway import api, audiences, reports, work
 from services.gateway.auth import RateLimiter
 from services.gateway.clients import ServiceClient, Upstreams
 from services.gateway.models import Base
@@ -72,7 +72,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             description=DESCRIPTION,
             settings=settings,
             metadata=Base.metadata,
-            routers=[api.router, work.router, reports.router],
+            routers=[api.router, work.router, audiences.router, reports.router],
             outbox_settings=settings.outbox,
             on_start=on_start,
             on_stop=on_stop,

@@ -52,6 +52,7 @@ def platform(migrated_database: str, topics: str, tmp_path_factory: pytest.TempP
     env.pop("C360_JWT_SECRET", None)
     # Tests share a few token subjects; the rate limit has its own tests.
     env["C360_GATEWAY__RATE_LIMIT_PER_MINUTE"] = "1000000"
+    env["C360_ENGAGEMENT__AUDIENCE_INTERVAL_S"] = "0.5"
     processes = ServiceProcesses(env, ports, log_dir=log_dir)
     processes.start()
     try:

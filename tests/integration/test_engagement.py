@@ -4,81 +4,16 @@ policy, suppressions and the scheduled sweep with two schedulers at once."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-import pytest
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from contracts import CloudEvent, TaskEvent, TierChanged, build_event
-from runtime.clock import FixedClock
 from runtime.consumer import BatchContext
-from runtime.db import create_engine, runtime_table, session_factory, transaction
+from runtime.db import create_engine, runtime_table, session_factory
 from runtime.jobs import JobRunner
-from runtime.outbox import OutboxMessage
 from services.engagement.app import sweep_job
-from services.engagement.engine import Engagement
-from services.engagement.handlers import EngagementHandler
-from services.engagement.models import Base, Task
-from services.engagement.rules import Proposal, load_catalogue
-from services.engagement.store import EngagementStore
-from tests.builders import consumed, profile_updated, unique_ref
-
-# Far from the wall clock, so the running platform's own sweep never finds these customers due.
-START = datetime(2032, 3, 1, 8, 0, tzinfo=UTC)
-
-
-@dataclass
-class Service:
-    sessions: async_sessionmaker[AsyncSession]
-    clock: FixedClock
-    engagement: Engagement
-
-    async def consume(self, *events: CloudEvent) -> list[OutboxMessage]:
-        async with transaction(self.sessions) as session:
-            ctx = BatchContext(session=session, clock=self.clock, source="engagement")
-            await EngagementHandler(self.engagement)(ctx, consumed(None, events))
-        return ctx.outbox
-
-    @asynccontextmanager
-    async def store(self) -> AsyncIterator[EngagementStore]:
-        async with transaction(self.sessions) as session:
-            yield EngagementStore(session)
-
-    async def tasks(self, customer_id: str) -> list[Task]:
-        async with self.sessions() as session:
-            rows = await session.execute(select(Task).where(Task.customer_id == customer_id).order_by(Task.created_at))
-            return list(rows.scalars())
-
-
-@pytest.fixture
-async def service(migrated_database: str) -> AsyncIterator[Service]:
-    engine = create_engine(migrated_database)
-    try:
-        yield Service(session_factory(engine), FixedClock(START), Engagement(load_catalogue()))
-    finally:
-        await engine.dispose()
-
-
-def tier_changed(customer_id: str, from_tier: str | None, to_tier: str, at: datetime, **extra: object) -> CloudEvent:
-    data = TierChanged.model_validate(
-        {
-            "customer_id": customer_id,
-            "from_tier": from_tier,
-            "to_tier": to_tier,
-            "reason": "test",
-            "effective_at": at,
-            **extra,
-        }
-    )
-    return build_event(data, source="scoring", time=at)
-
-
-def created(messages: Sequence[OutboxMessage]) -> list[TaskEvent]:
-    return [TaskEvent.model_validate(m.event.data) for m in messages if m.event.type == "c360.task.created.v1"]
+from services.engagement.models import Base
+from services.engagement.rules import Proposal
+from tests.builders import profile_updated, unique_ref
+from tests.integration.engagement import START, Service, created, tier_changed
 
 
 async def test_entering_vip_makes_one_welcome_assigned_to_the_least_loaded_rm_of_the_grade(service: Service) -> None:
