@@ -271,10 +271,12 @@ def _up(settings: RuntimeSettings, *, demo: bool, customers: int) -> int:
             f"http://127.0.0.1:{ports['gateway']}/v1/customers/by-ref/core-deposits/SIM-7-0000001"
         )
         if demo:
-            from c360.demo import seed_demo_roster, stream_demo_bank
+            from c360.demo import seed_demo_audiences, seed_demo_roster, stream_demo_bank
 
             managers = seed_demo_roster(f"http://127.0.0.1:{ports['engagement']}")
             print(f"demo        roster of {managers} RMs (try: c360 token --role rm --rm-id RM-BR01-W1)")
+            segments = seed_demo_audiences(f"http://127.0.0.1:{ports['engagement']}")
+            print(f"demo        {segments} segments and a campaign (GET /v1/segments, /v1/campaigns)")
             count = asyncio.run(stream_demo_bank(bootstrap, customers, seed=7))
             print(f"demo        streamed {count} events for {customers} customers")
         print("press Ctrl-C to stop")

@@ -1,4 +1,5 @@
-"""The demo for `c360 up --demo`: the synthetic bank at a small size, and a roster of RMs.
+"""The demo for `c360 up --demo`: the synthetic bank at a small size, a roster of RMs, and two
+segments with a campaign on one of them.
 
 The bank is `c360.simulate.SyntheticBank` scaled to the number of customers asked for, so the
 demo has the branch's AUM mix, several source systems, history and activity; its core-deposits
@@ -6,6 +7,9 @@ refs are `SIM-<seed>-0000001` onwards.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 
@@ -53,3 +57,58 @@ def seed_demo_roster(engagement_url: str) -> int:
         for rm_id, manager in roster:
             client.put(f"/internal/managers/{rm_id}", json=manager).raise_for_status()
     return len(roster)
+
+
+DEMO_SEGMENTS: dict[str, dict[str, Any]] = {
+    "close-to-vip": {
+        "name": "Close to VIP",
+        "description": "30-day average AUM within 10% below the VIP floor, consenting to marketing.",
+        "rule": {
+            "all": [
+                {"field": "aum_avg_30d_cny", "op": "between", "value": ["180000", "199999.99"]},
+                {"field": "marketing_consent", "op": "eq", "value": True},
+            ]
+        },
+    },
+    "premium-at-risk": {
+        "name": "Premium customers at risk",
+        "description": "VIP and above with a high churn risk or in a downgrade grace period.",
+        "rule": {
+            "all": [
+                {"field": "tier", "op": "in", "value": ["vip", "wealth", "private"]},
+                {
+                    "any": [
+                        {"field": "churn_risk", "op": "gte", "value": 0.6},
+                        {"field": "on_watch", "op": "eq", "value": True},
+                    ]
+                },
+            ]
+        },
+    },
+}
+
+
+def demo_campaign(now: datetime) -> dict[str, Any]:
+    return {
+        "name": "Close to VIP: time-deposit offer",
+        "segment_id": "close-to-vip",
+        "action": "campaign_contact",
+        "script": "Offer the 1-year time deposit at the VIP rate; explain the VIP benefits.",
+        "starts_at": now.isoformat(),
+        "ends_at": (now + timedelta(days=30)).isoformat(),
+        "priority": 55,
+        "daily_cap": 50,
+        "branch_daily_cap": 10,
+    }
+
+
+def seed_demo_audiences(engagement_url: str) -> int:
+    """Define the demo segments and the campaign through the engagement service's API; returns the
+    number of segments."""
+    with httpx.Client(base_url=engagement_url, timeout=10) as client:
+        for segment_id, segment in DEMO_SEGMENTS.items():
+            client.put(f"/internal/segments/{segment_id}", params={"actor": "demo"}, json=segment).raise_for_status()
+        client.put(
+            "/internal/campaigns/close-to-vip-deposits", params={"actor": "demo"}, json=demo_campaign(datetime.now(UTC))
+        ).raise_for_status()
+    return len(DEMO_SEGMENTS)

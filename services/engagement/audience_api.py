@@ -222,7 +222,8 @@ def campaign_view(campaign: Campaign, now: datetime) -> CampaignView:
     status: Literal["scheduled", "running", "ended"] = (
         "scheduled" if now < campaign.starts_at else "running" if now < campaign.ends_at else "ended"
     )
-    return CampaignView.model_validate(campaign, from_attributes=True).model_copy(update={"status": status})
+    fields = {name: getattr(campaign, name) for name in CampaignView.model_fields if name != "status"}
+    return CampaignView(**fields, status=status)
 
 
 @router.get("/campaigns", response_model=CampaignPage, summary="Campaigns by id")

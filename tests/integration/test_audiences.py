@@ -84,7 +84,8 @@ async def test_a_customer_crossing_an_aum_bound_enters_and_leaves_with_one_event
     assert await members(service, segment_id) == set()
     async with service.store() as store:
         segment = await store.segment(segment_id)
-    assert segment is not None and segment.evaluated_at == now
+    assert segment is not None
+    assert segment.evaluated_at == now
 
 
 async def test_a_rule_change_re_evaluates_existing_customers_in_the_background(service: Service) -> None:
@@ -103,7 +104,8 @@ async def test_a_rule_change_re_evaluates_existing_customers_in_the_background(s
     await define(service, segment_id, in_branches(a))
     async with service.store() as store:
         segment = await store.segment(segment_id)
-    assert segment is not None and (segment.version, segment.backfill_finished_at) == (2, None)
+    assert segment is not None
+    assert (segment.version, segment.backfill_finished_at) == (2, None)
     second = await backfill(service, segment_id)
     assert memberships(second, segment_id) == [(in_b, False)]
     assert await members(service, segment_id) == set(in_a)

@@ -182,3 +182,14 @@ def test_a_campaign_task_keeps_the_catalogue_policy_of_its_action_with_the_campa
     assert proposal.due_at == NOW + timedelta(days=5)
     retention = CampaignAction("CMP2", "Keep them", "retention_call", None, 80, 2)
     assert campaign_proposal(retention, "C1", actions, NOW).marketing is False
+
+
+def test_the_demo_segments_and_campaign_are_valid_definitions() -> None:
+    from c360.demo import DEMO_SEGMENTS, demo_campaign
+    from services.engagement.audience_api import CampaignIn, SegmentIn
+
+    for segment in DEMO_SEGMENTS.values():
+        parse_rule(SegmentIn.model_validate(segment).rule)
+    campaign = CampaignIn.model_validate(demo_campaign(NOW))
+    assert campaign.segment_id in DEMO_SEGMENTS
+    assert campaign.action in {*load_catalogue().actions, CAMPAIGN_CONTACT}
