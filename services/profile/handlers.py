@@ -30,7 +30,7 @@ from services.profile.domain import AccountState, apply_account_event, apply_sna
 from services.profile.identity import IdentityProtector, blocked_reason, canonical_id_number
 from services.profile.models import Interaction, Transaction
 from services.profile.settings import ProfileConfig
-from services.profile.store import PERSONAL_FIELDS, MatchCandidate, ProfileStore, SourceRef
+from services.profile.store import PERSONAL_FIELDS, MatchCandidate, ProfileStore, SourceRef, new_customer_id
 from services.profile.view import ViewBuilder
 
 ACTOR = "profile"
@@ -61,6 +61,17 @@ class Changes:
         self.causes.pop(absorbed, None)
 
 
+def _newest_upserts(events: Sequence[ConsumedEvent]) -> dict[SourceRef, ConsumedEvent]:
+    """The newest customer record of each `(source, customer_ref)` in the batch."""
+    newest: dict[SourceRef, ConsumedEvent] = {}
+    for event in events:
+        if isinstance(event.data, CustomerUpserted):
+            ref = (event.envelope.source, event.data.customer_ref)
+            if ref not in newest or newest[ref].envelope.time <= event.envelope.time:
+                newest[ref] = event
+    return newest
+
+
 class ProfileHandler:
     """Applies inbound bank events to the customer view."""
 
@@ -73,8 +84,9 @@ class ProfileHandler:
         store = ProfileStore(ctx.session)
         changes = Changes()
         refs = {(e.envelope.source, e.data.customer_ref) for e in events if not isinstance(e.data, FxRate)}  # type: ignore[attr-defined]
-        links = await store.link_customers(refs)
-        await self._apply_identity(ctx, store, events, links, changes)
+        newest = _newest_upserts(events)
+        links = await store.link_customers(refs, await self._identify(store, newest))
+        await self._apply_identity(ctx, store, newest, links, changes)
         erased = await store.erased_customers(links.values())
         await self._apply_rates(store, events, changes)
         await self._apply_accounts(store, events, links, changes)
@@ -85,20 +97,49 @@ class ProfileHandler:
 
     # -- identity -------------------------------------------------------------------------------
 
+    async def _identify(self, store: ProfileStore, newest: dict[SourceRef, ConsumedEvent]) -> dict[SourceRef, str]:
+        """Where a record new to us should be linked: to the customer that already carries its
+        identity (the oldest, as a merge would choose), or with the batch's other new records of
+        the same identity to one new customer, so that a person known to several sources is
+        found, not created and merged. Blocked numbers and identities at the record limit are left
+        to the merge guards. Takes the identity locks, so that what it reads stays true."""
+        hashes: dict[SourceRef, str] = {}
+        matchable: dict[str, list[SourceRef]] = {}
+        for ref, event in newest.items():
+            data = event.data
+            assert isinstance(data, CustomerUpserted)
+            hashed = hashes[ref] = self.identity.hash(data.id_type.value, data.id_number)
+            if (
+                blocked_reason(canonical_id_number(data.id_type, data.id_number), self.config.identity_blocklist)
+                is None
+            ):
+                matchable.setdefault(hashed, []).append(ref)
+        # Matching on a hash is serialised across partitions and instances: the lock is taken before
+        # the records are read and written, so of two records of one person arriving at once the
+        # second sees the first (and a refused merge is recorded by whichever comes second).
+        await store.lock_identities(hashes.values())
+        existing = await store.match_candidates_of(matchable)
+        prefer: dict[SourceRef, str] = {}
+        for hashed, refs in sorted(matchable.items()):
+            candidates = existing[hashed]
+            if len(candidates) + len(refs) > self.config.max_records_per_identity:
+                continue
+            target = (
+                min(candidates, key=lambda c: (c.created_at, c.customer_id)).customer_id
+                if candidates
+                else new_customer_id()
+            )
+            prefer.update(dict.fromkeys(refs, target))
+        return prefer
+
     async def _apply_identity(
         self,
         ctx: BatchContext,
         store: ProfileStore,
-        events: Sequence[ConsumedEvent],
+        newest: dict[SourceRef, ConsumedEvent],
         links: dict[SourceRef, str],
         changes: Changes,
     ) -> None:
-        newest: dict[SourceRef, ConsumedEvent] = {}
-        for event in events:
-            if isinstance(event.data, CustomerUpserted):
-                ref = (event.envelope.source, event.data.customer_ref)
-                if ref not in newest or newest[ref].envelope.time <= event.envelope.time:
-                    newest[ref] = event
         if not newest:
             return
         erased = await store.erased_customers(links[ref] for ref in newest)
@@ -116,10 +157,6 @@ class ProfileHandler:
                 matchable[hashed] = event
             else:
                 refused[hashed] = (reason, event)
-        # Matching on a hash is serialised across partitions and instances: the lock is taken before
-        # the record is written, so of two records of one person arriving at once the second sees
-        # the first (and a refused merge is recorded by whichever comes second).
-        await store.lock_identities([*matchable, *refused])
         await store.upsert_source_records(list(rows.values()))
         for ref, event in newest.items():
             changes.touch(links[ref], "identity", event)

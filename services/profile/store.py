@@ -113,8 +113,12 @@ class ProfileStore:
 
     # -- identity -----------------------------------------------------------------------------
 
-    async def link_customers(self, refs: Iterable[SourceRef]) -> dict[SourceRef, str]:
-        """The golden customer of each `(source, customer_ref)`; unknown refs get a provisional one."""
+    async def link_customers(
+        self, refs: Iterable[SourceRef], prefer: Mapping[SourceRef, str] | None = None
+    ) -> dict[SourceRef, str]:
+        """The golden customer of each `(source, customer_ref)`. An unknown ref is linked to the
+        customer `prefer` names for it (an existing customer with the same identity, or one new id
+        shared by the batch's records of one person), else to a provisional customer of its own."""
         wanted = sorted(set(refs))
         if not wanted:
             return {}
@@ -128,7 +132,8 @@ class ProfileStore:
             links.update({(r.source, r.customer_ref): r.customer_id for r in rows})
         missing = [ref for ref in wanted if ref not in links]
         if missing:
-            created = {ref: new_customer_id() for ref in missing}
+            chosen = prefer or {}
+            created = {ref: chosen.get(ref) or new_customer_id() for ref in missing}
             table = _table(SourceRecord)
             inserted = await self.session.execute(
                 insert(table).on_conflict_do_nothing().returning(table.c.source, table.c.customer_ref),
@@ -137,7 +142,11 @@ class ProfileStore:
             won = {(r.source, r.customer_ref) for r in inserted}
             if won:
                 # Only the refs this transaction linked get a golden customer: no orphans.
-                await self.session.execute(insert(Customer), [{"customer_id": created[ref]} for ref in sorted(won)])
+                # (A preferred customer may exist already: then there is nothing to create.)
+                await self.session.execute(
+                    insert(Customer).on_conflict_do_nothing(),
+                    [{"customer_id": cid} for cid in sorted({created[ref] for ref in won})],
+                )
             links.update({ref: created[ref] for ref in won})
             lost = [ref for ref in missing if ref not in won]
             if lost:

@@ -65,14 +65,23 @@ async def test_two_sources_with_one_person_merge_and_the_merged_id_redirects(pla
         )
         # The card system writes the old 15-digit form with spaces and full-width digits, and knows
         # the person longer: its consent statement is newer and wins.
+        # Its account comes first: a customer of its own until the card holder's record names them.
         written = " ".join(first_generation(number)[i : i + 5] for i in range(0, 15, 5)).translate(_FULL_WIDTH)
         await produce(
             topics,
             [
                 (BANK_ACCOUNTS, account_opened(cards, f"{cards}-CC", product=Product.CREDIT_CARD, source="cards")),
                 (BANK_ACCOUNTS, account_balance(cards, f"{cards}-CC", "3000.00", source="cards")),
-                (BANK_CUSTOMERS, customer_upserted(cards, id_number=written, source="cards", marketing_consent=True)),
             ],
+        )
+        provisional = poll(
+            lambda: by_ref(client, "cards", cards),
+            lambda r: r.status_code == 200 and r.json()["liabilities_cny"] == "3000.00",
+        )
+        assert provisional["customer_id"] != first["customer_id"]
+        await produce(
+            topics,
+            [(BANK_CUSTOMERS, customer_upserted(cards, id_number=written, source="cards", marketing_consent=True))],
         )
         merged = poll(
             lambda: by_ref(client, "cards", cards),
@@ -82,12 +91,47 @@ async def test_two_sources_with_one_person_merge_and_the_merged_id_redirects(pla
         assert merged["marketing_consent"] is True
         assert sorted(a["account_ref"] for a in merged["accounts"]) == sorted([f"{core}-TD", f"{cards}-CC"])
         assert (merged["aum_cny"], merged["liabilities_cny"]) == ("120000.00", "3000.00")
-        [absorbed] = merged["merged_ids"]
+        assert merged["merged_ids"] == [provisional["customer_id"]]
+        absorbed = provisional["customer_id"]
         redirected = client.get(f"/internal/customers/{absorbed}").json()
         assert redirected["customer_id"] == first["customer_id"]
     events = await outbound(topics, C360_PROFILES, first["customer_id"], expected=3)
     merges = [e for e in events if isinstance(e, CustomerMerged)]
     assert [(m.surviving_customer_id, m.merged_customer_id) for m in merges] == [(first["customer_id"], absorbed)]
+
+
+async def test_records_of_one_person_from_several_sources_find_one_customer_without_a_merge(
+    platform: Platform, topics: str
+) -> None:
+    number, refs = resident_id(), {"core-deposits": unique_ref("CORE"), "cards": unique_ref("CARD")}
+    wealth = unique_ref("WLTH")
+    await produce(
+        topics,
+        [(BANK_CUSTOMERS, customer_upserted(ref, id_number=number, source=source)) for source, ref in refs.items()],
+    )
+    with profile(platform) as client:
+        found = poll(
+            lambda: by_ref(client, "cards", refs["cards"]),
+            lambda r: r.status_code == 200 and len(r.json()["source_records"]) == 2,
+        )
+        # A third source later, in lower case: it joins the customer that carries the identity.
+        await produce(
+            topics,
+            [
+                (BANK_CUSTOMERS, customer_upserted(wealth, id_number=number.lower(), source="wealth")),
+                (BANK_ACCOUNTS, account_opened(wealth, f"{wealth}-F", product=Product.FUND, source="wealth")),
+                (BANK_ACCOUNTS, account_balance(wealth, f"{wealth}-F", "80000.00", source="wealth")),
+            ],
+        )
+        joined = poll(
+            lambda: by_ref(client, "wealth", wealth),
+            lambda r: r.status_code == 200 and r.json()["aum_cny"] == "80000.00",
+        )
+        assert joined["customer_id"] == found["customer_id"]
+        assert len(joined["source_records"]) == 3
+        assert joined["merged_ids"] == []
+    events = await outbound(topics, C360_PROFILES, found["customer_id"], expected=2)
+    assert [e for e in events if isinstance(e, CustomerMerged)] == []
 
 
 async def test_a_blocklisted_identity_number_merges_nobody_and_the_refusal_is_recorded(
