@@ -7,8 +7,9 @@ here once so no service copies them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from runtime.settings import to_async_url
@@ -97,3 +99,23 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
     """The one place a unit of work commits: commit on success, roll back on any error."""
     async with sessions() as session, session.begin():
         yield session
+
+
+async def upsert_rows(
+    session: AsyncSession,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    keys: Sequence[str],
+    update: Sequence[str],
+) -> None:
+    """Insert `rows` (all with the same keys), updating the `update` columns where a row with the
+    same `keys` exists: one cached statement, executed as one pipelined executemany, whatever the
+    number of rows (a multi-row VALUES would compile anew for every batch size)."""
+    if not rows:
+        return
+    stmt = pg_insert(table)
+    await session.execute(
+        stmt.on_conflict_do_update(index_elements=list(keys), set_={name: stmt.excluded[name] for name in update}),
+        list(rows),
+    )

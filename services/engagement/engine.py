@@ -39,7 +39,16 @@ def task_event(task: Task) -> TaskEvent:
 
 
 def profile_of(row: CustomerState) -> ProfileUpdated | None:
-    return ProfileUpdated.model_validate(row.profile) if row.profile else None
+    """The stored profile, parsed once per stored value (rules, segments and the resolution check
+    all read it in one batch)."""
+    if not row.profile:
+        return None
+    cached: tuple[object, ProfileUpdated] | None = getattr(row, "_parsed_profile", None)
+    if cached is not None and cached[0] is row.profile:
+        return cached[1]
+    parsed = ProfileUpdated.model_validate(row.profile)
+    row._parsed_profile = (row.profile, parsed)  # type: ignore[attr-defined]
+    return parsed
 
 
 def facts_of(row: CustomerState, last_created: Mapping[str, datetime]) -> Facts:
@@ -97,7 +106,8 @@ class Engagement:
             row = live[cid]
             cause = (causes or {}).get(cid)
             await self.assign(ctx, store, row, now, cause)
-            await self._close_resolved(ctx, store, row, now, cause)
+            if "service_recovery" in history[cid].policy.open_actions:
+                await self._close_resolved(ctx, store, row, now, cause)
             facts = facts_of(row, history[cid].last_created)
             said = (signals or {}).get(cid, Signals())
             proposals = [p for rule in self.rules if (p := rule.propose(facts, said, now)) is not None]

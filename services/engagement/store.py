@@ -65,9 +65,8 @@ class EngagementStore:
         if not ids:
             return {}
         await self.session.execute(
-            insert(CustomerState)
-            .values([{"customer_id": cid, "updated_at": now} for cid in ids])
-            .on_conflict_do_nothing()
+            insert(CustomerState.__table__).on_conflict_do_nothing(),  # type: ignore[arg-type]
+            [{"customer_id": cid, "updated_at": now} for cid in ids],
         )
         rows = await self.session.execute(
             select(CustomerState)

@@ -12,6 +12,7 @@ from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from runtime.db import upsert_rows
 from services.scoring.models import CustomerScore, CustomerTier, MergedCustomer, TierChange
 from services.scoring.policy import TierPolicy
 
@@ -80,14 +81,7 @@ class ScoringStore:
     async def _upsert(
         self, model: type[CustomerTier | CustomerScore], rows: Sequence[Mapping[str, Any]], columns: Sequence[str]
     ) -> None:
-        if not rows:
-            return
-        stmt = pg_insert(model).values(list(rows))
-        await self.session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[model.customer_id], set_={name: stmt.excluded[name] for name in columns}
-            )
-        )
+        await upsert_rows(self.session, model.__table__, rows, keys=["customer_id"], update=columns)  # type: ignore[arg-type]
 
     async def record_changes(self, changes: Sequence[Mapping[str, Any]]) -> None:
         if changes:
