@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runtime import metrics
@@ -224,27 +224,40 @@ def build_lifespan(spec: ServiceSpec) -> Callable[[FastAPI], contextlib.Abstract
     return lifespan
 
 
-class HttpMetricsMiddleware(BaseHTTPMiddleware):
+class HttpMetricsMiddleware:
     """Count requests and time them by route template (never by raw path), and carry the
     request's correlation id (`X-Correlation-Id`, made up when absent) into every log line, every
-    call to another service and the response."""
+    call to another service and the response. Pure ASGI: no extra task or body stream per request."""
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
         status = 500
-        given = request.headers.get(CORRELATION_HTTP_HEADER, "")
-        token = correlation_id.set(given[:128] if given.isprintable() and given else str(uuid.uuid4()))
+        given = Headers(scope=scope).get(CORRELATION_HTTP_HEADER, "")
+        value = given[:128] if given.isprintable() and given else str(uuid.uuid4())
+        token = correlation_id.set(value)
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[CORRELATION_HTTP_HEADER] = value
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            response.headers[CORRELATION_HTTP_HEADER] = correlation_id.get() or ""
-            return response
+            await self.app(scope, receive, send_with_id)
         finally:
             correlation_id.reset(token)
             # The router records the route it matched in the shared scope.
-            route = getattr(request.scope.get("route"), "path", "unmatched")
-            metrics.HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
-            metrics.HTTP_SECONDS.labels(request.method, route).observe(time.perf_counter() - started)
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            metrics.HTTP_SECONDS.labels(method, route).observe(time.perf_counter() - started)
 
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
