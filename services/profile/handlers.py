@@ -72,6 +72,21 @@ def _newest_upserts(events: Sequence[ConsumedEvent]) -> dict[SourceRef, Consumed
     return newest
 
 
+def _connected(sets: Sequence[set[str]]) -> list[set[str]]:
+    """The connected groups of ids: sets sharing an id end in one group."""
+    groups: list[set[str]] = []
+    for ids in sets:
+        joined = set(ids)
+        rest = []
+        for group in groups:
+            if group & joined:
+                joined |= group
+            else:
+                rest.append(group)
+        groups = [*rest, joined]
+    return groups
+
+
 class ProfileHandler:
     """Applies inbound bank events to the customer view."""
 
@@ -162,9 +177,8 @@ class ProfileHandler:
             changes.touch(links[ref], "identity", event)
         # Most identities have one record: find the ones that could merge in one query.
         shared = await store.match_candidates_of([*matchable, *refused])
-        for hashed, event in sorted(matchable.items()):
-            if len({c.customer_id for c in shared[hashed]}) > 1:
-                await self._match(ctx, store, hashed, event, links, changes)
+        merging = {h: e for h, e in matchable.items() if len({c.customer_id for c in shared[h]}) > 1}
+        await self._merge(ctx, store, merging, shared, links, changes)
         for hashed, (reason, event) in sorted(refused.items()):
             candidates = shared[hashed]
             if len({c.customer_id for c in candidates}) > 1:
@@ -197,57 +211,68 @@ class ProfileHandler:
             row.update({name: None for name in PERSONAL_FIELDS} | {"marketing_consent": None})
         return row
 
-    async def _match(
+    async def _merge(
         self,
         ctx: BatchContext,
         store: ProfileStore,
-        hashed: str,
-        event: ConsumedEvent,
+        merging: dict[str, ConsumedEvent],
+        shared: dict[str, list[MatchCandidate]],
         links: dict[SourceRef, str],
         changes: Changes,
     ) -> None:
-        """Merge every golden customer that carries the identity hash into the oldest of them."""
-        candidates = await store.match_candidates(hashed)
-        created = {c.customer_id: c.created_at for c in candidates}
-        if len(created) < 2:
-            return
+        """Merge the golden customers that carry each identity hash into the oldest of them, for
+        every hash of the batch at once. Customers linked through two hashes end in one survivor;
+        an identity with more records than the limit is refused instead."""
         now = ctx.clock.now()
         limit = self.config.max_records_per_identity
-        if len(candidates) > limit:
-            reason = (
-                f"the identity number is shared by {len(candidates)} source records, more than the limit of {limit}"
-            )
-            await self._refuse(store, candidates, reason, links[_ref_of(event)], now)
+        plans: list[tuple[ConsumedEvent, list[MatchCandidate]]] = []
+        for hashed, event in sorted(merging.items()):
+            candidates = shared[hashed]
+            if len(candidates) > limit:
+                reason = (
+                    f"the identity number is shared by {len(candidates)} source records, more than the limit of {limit}"
+                )
+                await self._refuse(store, candidates, reason, links[_ref_of(event)], now)
+            else:
+                plans.append((event, candidates))
+        if not plans:
             return
-        survivor = min(created, key=lambda cid: (created[cid], cid))
-        absorbed = sorted(set(created) - {survivor})
-        data = event.data
-        assert isinstance(data, CustomerUpserted)
-        reason = f"same {data.id_type.value} document ({self.identity.mask(data.id_number)})"
-        await store.merge(survivor, absorbed, now)
-        await store.record_identity_changes(
-            [
-                {
-                    "kind": "merge",
-                    "customer_id": survivor,
-                    "other_customer_id": cid,
-                    "source_records": [[c.source, c.customer_ref] for c in candidates if c.customer_id == cid],
-                    "reason": reason,
-                    "actor": ACTOR,
-                    "at": now,
-                }
-                for cid in absorbed
-            ]
-        )
-        for cid in absorbed:
-            ctx.publish(
-                CustomerMerged(surviving_customer_id=survivor, merged_customer_id=cid, reason=reason), cause=event
+        created = {c.customer_id: c.created_at for _, candidates in plans for c in candidates}
+        groups = _connected([{c.customer_id for c in candidates} for _, candidates in plans])
+        survivor_of = {cid: min(group, key=lambda c: (created[c], c)) for group in groups for cid in group}
+        absorbed = {cid: survivor for cid, survivor in survivor_of.items() if cid != survivor}
+        await store.merge_many(absorbed, now)
+        recorded: set[str] = set()
+        for event, candidates in plans:
+            data = event.data
+            assert isinstance(data, CustomerUpserted)
+            reason = f"same {data.id_type.value} document ({self.identity.mask(data.id_number)})"
+            merged = sorted({c.customer_id for c in candidates} & set(absorbed) - recorded)
+            recorded.update(merged)
+            await store.record_identity_changes(
+                [
+                    {
+                        "kind": "merge",
+                        "customer_id": absorbed[cid],
+                        "other_customer_id": cid,
+                        "source_records": [[c.source, c.customer_ref] for c in candidates if c.customer_id == cid],
+                        "reason": reason,
+                        "actor": ACTOR,
+                        "at": now,
+                    }
+                    for cid in merged
+                ]
             )
-            changes.redirect(cid, survivor)
-            for ref, linked in links.items():
-                if linked == cid:
-                    links[ref] = survivor
-        changes.touch(survivor, "merge", event)
+            for cid in merged:
+                survivor = absorbed[cid]
+                ctx.publish(
+                    CustomerMerged(surviving_customer_id=survivor, merged_customer_id=cid, reason=reason), cause=event
+                )
+                changes.redirect(cid, survivor)
+                for ref, linked in links.items():
+                    if linked == cid:
+                        links[ref] = survivor
+                changes.touch(survivor, "merge", event)
 
     async def _refuse(
         self, store: ProfileStore, candidates: Sequence[MatchCandidate], reason: str, customer_id: str, at: datetime

@@ -189,12 +189,9 @@ class ProfileStore:
             list(records),
         )
 
-    async def match_candidates(self, id_number_hash: str) -> list[MatchCandidate]:
-        """Every source record carrying the hash, except those a split guards against it."""
-        return (await self.match_candidates_of([id_number_hash]))[id_number_hash]
-
     async def match_candidates_of(self, hashes: Iterable[str]) -> dict[str, list[MatchCandidate]]:
-        """`match_candidates` for many hashes in one query per chunk."""
+        """Per hash, every source record carrying it, except those a split guards against it; in one
+        query per chunk of hashes."""
         wanted = sorted(set(hashes))
         found: dict[str, list[MatchCandidate]] = {h: [] for h in wanted}
         for chunk in _chunks(wanted, CHUNK):
@@ -220,18 +217,32 @@ class ProfileStore:
                 found[r.id_number_hash].append(MatchCandidate(r.source, r.customer_ref, r.customer_id, r.created_at))
         return found
 
-    async def merge(self, survivor: str, absorbed: Sequence[str], at: datetime) -> None:
-        """Move everything of the `absorbed` customers to `survivor`; they redirect to it for ever."""
-        ids = sorted(set(absorbed) - {survivor})
-        if not ids:
+    async def merge_many(self, survivor_of: Mapping[str, str], at: datetime) -> None:
+        """Move everything of each absorbed customer (key) to its survivor (value), every merge of a
+        batch in one executemany per table; the absorbed redirect to their survivor for ever."""
+        pairs = {a: s for a, s in survivor_of.items() if a != s}
+        if not pairs:
             return
-        for table in (SourceRecord, Account, Transaction, Interaction):
-            await self.session.execute(update(table).where(table.customer_id.in_(ids)).values(customer_id=survivor))
-        # Chains stay one hop long: whatever redirected to an absorbed customer now redirects to the survivor.
+        rows = [{"b_absorbed": a, "b_survivor": s, "b_at": at} for a, s in sorted(pairs.items())]
+        for model in (SourceRecord, Account, Transaction, Interaction):
+            table = _table(model)
+            await self.session.execute(
+                update(table)
+                .where(table.c.customer_id == bindparam("b_absorbed"))
+                .values(customer_id=bindparam("b_survivor")),
+                rows,
+            )
+        # Chains stay one hop long: whatever redirected to an absorbed customer now redirects to its survivor.
         await self.session.execute(
             update(CUSTOMERS)
-            .where(or_(CUSTOMERS.c.customer_id.in_(ids), CUSTOMERS.c.merged_into.in_(ids)))
-            .values(merged_into=survivor, updated_at=at)
+            .where(
+                or_(
+                    CUSTOMERS.c.customer_id == bindparam("b_absorbed"),
+                    CUSTOMERS.c.merged_into == bindparam("b_absorbed"),
+                )
+            )
+            .values(merged_into=bindparam("b_survivor"), updated_at=bindparam("b_at")),
+            rows,
         )
 
     async def record_identity_changes(self, rows: Sequence[Mapping[str, object]]) -> None:

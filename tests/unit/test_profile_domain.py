@@ -258,3 +258,10 @@ def test_daily_aum_sums_accounts_day_by_day_with_closing_and_unconverted_currenc
     with_rate = dict(daily_aum([deposit, usd, closed, card], history, {"USD": Decimal("7.1")}, today, 3))
     assert with_rate[date(2026, 11, 30)] == Decimal("3071.00")
     assert average_of(list(with_rate.items())) == Decimal("2571.00")
+
+
+def test_customers_linked_through_any_identity_end_in_one_merge_group() -> None:
+    from services.profile.handlers import _connected
+
+    groups = _connected([{"A", "B"}, {"C", "D"}, {"B", "C"}, {"E", "F"}])
+    assert sorted(sorted(g) for g in groups) == [["A", "B", "C", "D"], ["E", "F"]]
