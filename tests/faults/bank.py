@@ -105,7 +105,9 @@ async def golden_ids(platform: FaultPlatform, bank: SyntheticBank) -> dict[str, 
     found = {r["customer_ref"]: r["merged_into"] or r["customer_id"] for r in rows}
     merged = {
         r["customer_id"]: r["merged_into"]
-        for r in await platform.fetch("SELECT customer_id, merged_into FROM profile.customers WHERE merged_into IS NOT NULL")
+        for r in await platform.fetch(
+            "SELECT customer_id, merged_into FROM profile.customers WHERE merged_into IS NOT NULL"
+        )
     }
     for key, customer_id in found.items():
         while customer_id in merged:
@@ -130,7 +132,9 @@ async def observed_state(platform: FaultPlatform, bank: SyntheticBank) -> BankSt
         )
     }
     tiers = by_id(
-        await platform.fetch("SELECT customer_id, tier FROM scoring.customer_tiers WHERE customer_id = ANY($1)", golden),
+        await platform.fetch(
+            "SELECT customer_id, tier FROM scoring.customer_tiers WHERE customer_id = ANY($1)", golden
+        ),
         "tier",
     )
     engaged = by_id(

@@ -119,7 +119,8 @@ class FaultPlatform:
         """Fast shutdown of PostgreSQL: every session is closed, the data stays."""
         server = self.postgres._server
         pid = self.postgres.pid
-        assert server is not None and pid is not None
+        assert server is not None
+        assert pid is not None
         os.kill(pid, signal.SIGINT)
         deadline = time.monotonic() + 30
         while _pid_alive(pid):
