@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -184,12 +185,25 @@ async def observed_state(platform: FaultPlatform, bank: SyntheticBank) -> BankSt
     return BankState(customers, balances, differences)
 
 
-async def settle(platform: FaultPlatform, bank: SyntheticBank, expected: BankState, timeout_s: float = 150) -> None:
-    """Wait until the platform holds exactly `expected` for `bank`; fail with the differences."""
+async def settle(
+    platform: FaultPlatform,
+    bank: SyntheticBank,
+    expected: BankState,
+    timeout_s: float = 150,
+    events: Events | None = None,
+) -> None:
+    """Wait until the platform holds exactly `expected` for `bank`, and profile has recorded every
+    one of `events` (by default the bank's whole stream) as processed; fail with the differences."""
+    ids = [e.id for _, e in (events if events is not None else bank.events())]
     deadline = time.monotonic() + timeout_s
     while True:
         found = await observed_state(platform, bank)
         wrong = found.differences(expected)
+        [seen] = await platform.fetch(
+            "SELECT count(*) AS n FROM profile.processed_events WHERE event_id = ANY($1)", ids
+        )
+        if seen["n"] != len(set(ids)):
+            wrong.append(f"profile processed {seen['n']} of the stream's {len(set(ids))} events")
         if not wrong:
             return
         if time.monotonic() > deadline:
@@ -273,29 +287,43 @@ async def read_outbound(platform: FaultPlatform, topic: str, customer_ids: set[s
     return Delivered(unique, copies)
 
 
-async def outbox_delivered_exactly_once(platform: FaultPlatform, bank: SyntheticBank) -> dict[str, int]:
+async def outbox_delivered_exactly_once(
+    platform: FaultPlatform, bank: SyntheticBank, since: datetime | None = None
+) -> dict[str, int]:
     """Tier changes and tasks: what an idempotent reader of the topics sees equals what scoring
     and engagement hold, one for one: nothing the outbox had was lost, nothing counted twice.
-    Returns the duplicate copies the reader skipped per topic."""
+    With `since`, only what was made from then on (a broker that lost its topics holds nothing
+    older). Returns the duplicate copies the reader skipped per topic."""
+    start = since or datetime.min.replace(tzinfo=UTC)
     await outboxes_drained(platform)
     ids = set((await golden_ids(platform, bank)).values())
     tiers = await read_outbound(platform, C360_TIERS, ids)
     published_changes = Counter(
-        (e.data["customer_id"], e.data["from_tier"], e.data["to_tier"]) for e in tiers.unique.values()
+        (e.data["customer_id"], e.data["from_tier"], e.data["to_tier"])
+        for e in tiers.unique.values()
+        if e.time >= start
     )
     stored_changes = Counter(
         (r["customer_id"], r["from_tier"], r["to_tier"])
         for r in await platform.fetch(
-            "SELECT customer_id, from_tier, to_tier FROM scoring.tier_changes WHERE customer_id = ANY($1)", list(ids)
+            "SELECT customer_id, from_tier, to_tier FROM scoring.tier_changes"
+            " WHERE customer_id = ANY($1) AND effective_at >= $2",
+            list(ids),
+            start,
         )
     )
     assert published_changes == stored_changes, (published_changes - stored_changes, stored_changes - published_changes)
+    assert stored_changes, "the bank made no tier changes at all: the check above proved nothing"
 
     tasks = await read_outbound(platform, C360_TASKS, ids)
-    created = Counter(e.data["task_id"] for e in tasks.unique.values() if e.type == "c360.task.created.v1")
+    created = Counter(
+        e.data["task_id"] for e in tasks.unique.values() if e.type == "c360.task.created.v1" and e.time >= start
+    )
     stored_tasks = Counter(
         r["task_id"]
-        for r in await platform.fetch("SELECT task_id FROM engagement.tasks WHERE customer_id = ANY($1)", list(ids))
+        for r in await platform.fetch(
+            "SELECT task_id FROM engagement.tasks WHERE customer_id = ANY($1) AND created_at >= $2", list(ids), start
+        )
     )
     assert created == stored_tasks, (created - stored_tasks, stored_tasks - created)
     assert stored_tasks, "the bank made no tasks at all: the check above proved nothing"

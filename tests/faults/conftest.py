@@ -23,6 +23,7 @@ import pytest
 
 from c360.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from c360.platform import SERVICES, ServiceProcesses, create_topics, migrate_all, service_env
+from runtime.kafka import ensure_topics, platform_topics
 from runtime.settings import development_secret
 from services.gateway.auth import Role, issue_token
 
@@ -135,10 +136,10 @@ class FaultPlatform:
     def stop_broker(self) -> None:
         self.broker.stop()
 
-    def start_broker(self) -> None:
+    async def start_broker(self) -> None:
         """The same port, an empty broker (Tansu keeps nothing in memory mode): topics again."""
         self.broker.start()
-        create_topics(self.bootstrap, partitions=6)
+        await ensure_topics(self.bootstrap, platform_topics(), partitions=6)
 
     # -- reading -----------------------------------------------------------------------------------
 
