@@ -69,8 +69,6 @@ class FaultPlatform:
     def url(self, name: str) -> str:
         return self.processes.url(name)
 
-    # -- services --------------------------------------------------------------------------------
-
     def kill(self, name: str) -> None:
         """SIGKILL: no shutdown, no last commit; whatever was in flight is lost with the process."""
         self.processes.stop((name,), signal.SIGKILL)
@@ -107,14 +105,15 @@ class FaultPlatform:
         self.extra.clear()
         if self.postgres.pid is None or not _postgres_running(self.postgres):
             self.start_database()
+        if self.broker.process is None or self.broker.process.poll() is not None:
+            self.broker.start()
+            create_topics(self.bootstrap, partitions=6)
         for service in SERVICES:
             if service.name not in self.processes.processes or service.name in self.processes.exited():
                 self.processes.processes.pop(service.name, None)
                 self.processes.start_one(service.name)
         for service in SERVICES:
             self.wait_ready(service.name, 120)
-
-    # -- infrastructure --------------------------------------------------------------------------
 
     def stop_database(self) -> None:
         """Fast shutdown of PostgreSQL: every session is closed, the data stays."""
@@ -140,8 +139,6 @@ class FaultPlatform:
         """The same port, an empty broker (Tansu keeps nothing in memory mode): topics again."""
         self.broker.start()
         await ensure_topics(self.bootstrap, platform_topics(), partitions=6)
-
-    # -- reading -----------------------------------------------------------------------------------
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         conn = await asyncpg.connect(self.database_url.replace("postgresql://postgres:@/", "postgresql://postgres@/"))

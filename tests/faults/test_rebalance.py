@@ -30,15 +30,20 @@ def consumed(url: str) -> float:
     return sum(float(v) for v in re.findall(r"^c360_events_consumed_total\{[^}]*\} (\S+)$", text, re.MULTILINE))
 
 
+def assigned(url: str) -> bool:
+    return "c360_consumer_lag{" in httpx.get(url + "/metrics", timeout=10).text
+
+
 async def test_two_instances_per_group_with_one_stopped_halfway_end_exactly_on_the_ground_truth(
     platform: FaultPlatform,
 ) -> None:
     seconds = {name: platform.second_instance(name) for name in CONSUMERS}
     deadline = time.monotonic() + 90
-    while not all(ready(p.url(name)) for name, p in seconds.items()):
-        assert time.monotonic() < deadline, "the second instances did not become ready"
+    # Ready, and holding partitions: a consumer reports lag only for the partitions assigned to it.
+    while not all(ready(p.url(name)) and assigned(p.url(name)) for name, p in seconds.items()):
+        assert time.monotonic() < deadline, "the second instances did not join their groups"
         assert all(not p.exited() for p in seconds.values()), "a second instance exited"
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.5)
 
     bank = bank_of(seed=401, customers=300)
     events = list(bank.events())
