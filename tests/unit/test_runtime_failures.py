@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from aiokafka.errors import KafkaConnectionError
+from fastapi import FastAPI
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from contracts import CloudEvent, TaskEvent, build_event, parse_event
 from runtime.consumer import failure_reason, from_the_future
+from runtime.errors import install_problem_handlers
 from runtime.transient import Backoff, is_transient
 from tests.builders import account_balance
 
@@ -82,3 +85,28 @@ def test_an_event_from_the_future_is_refused_by_its_time_or_an_inbound_timestamp
     assert (
         check(build_event(task, source="engagement", type_="c360.task.created.v1", time=now), "c360.tasks.v1") is None
     )
+
+
+async def test_an_unavailable_dependency_is_a_503_to_retry_and_any_other_error_a_500() -> None:
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/database-away")
+    async def database_away() -> None:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError())
+
+    @app.get("/socket-gone")
+    async def socket_gone() -> None:
+        raise FileNotFoundError(2, "No such file or directory")  # asyncpg's unix socket while PostgreSQL is down
+
+    @app.get("/bug")
+    async def bug() -> None:
+        raise ValueError("a bug")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        for path in ("/database-away", "/socket-gone"):
+            response = await client.get(path)
+            assert (response.status_code, response.headers["Retry-After"]) == (503, "1")
+            assert response.json()["type"].endswith("service-unavailable")
+        assert (await client.get("/bug")).status_code == 500
