@@ -120,9 +120,21 @@ async def test_a_database_outage_mid_stream_is_ridden_out_with_backoff_and_nothi
 
     platform.stop_database()
     await ride_out(platform, "database")
+    # Reads meanwhile are refused as unavailable (503, retry), not failed as a bug (500).
+    key = bank.customers()[0].key
+    async with httpx.AsyncClient(timeout=10) as client:
+        answers = {
+            (await client.get(f"{platform.url('profile')}/internal/customers/by-ref/core-deposits/{key}")).status_code,
+            (
+                await client.get(
+                    f"{platform.url('gateway')}/v1/customers/by-ref/core-deposits/{key}", headers=platform.headers()
+                )
+            ).status_code,
+        }
     platform.start_database()
     await recovered(platform)
 
+    assert answers == {503}
     await settle(platform, bank, expected)
     await outbox_delivered_exactly_once(platform, bank)
     assert platform.processes.exited() == {}
