@@ -180,8 +180,10 @@ def _cny(account: Account, amount: Decimal) -> Decimal:
 
 def average_30d(accounts: Sequence[Account], today: date) -> Decimal:
     """The documented rule: end-of-day asset balances in CNY at the latest rate, carried forward
-    between changes (zero before the first), averaged over the 30 days ending today."""
-    total = ZERO
+    between changes (zero before the first); each day's AUM rounded to the fen, as profile keeps
+    it; averaged over the 30 days ending today."""
+    daily = [ZERO] * 30
+    start = today - timedelta(days=29)
     for account in accounts:
         if not account.product.is_asset:
             continue
@@ -189,7 +191,6 @@ def average_30d(accounts: Sequence[Account], today: date) -> Decimal:
         if account.snapshot is not None:
             days[account.snapshot[0]] = account.snapshot[1]
         value = ZERO
-        start = today - timedelta(days=29)
         for day, amount in sorted(days.items()):
             if day < start:
                 value = amount
@@ -197,7 +198,8 @@ def average_30d(accounts: Sequence[Account], today: date) -> Decimal:
             day = start + timedelta(days=offset)
             if day in days:
                 value = days[day]
-            total += _cny(account, value)
+            daily[offset] += _cny(account, value)
+    total = sum((aum.quantize(CENT, ROUND_HALF_EVEN) for aum in daily), ZERO)
     return (total / 30).quantize(CENT, ROUND_HALF_EVEN)
 
 
