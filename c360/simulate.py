@@ -180,8 +180,10 @@ def _cny(account: Account, amount: Decimal) -> Decimal:
 
 def average_30d(accounts: Sequence[Account], today: date) -> Decimal:
     """The documented rule: end-of-day asset balances in CNY at the latest rate, carried forward
-    between changes (zero before the first), averaged over the 30 days ending today."""
-    total = ZERO
+    between changes (zero before the first); each day's AUM rounded to the fen, as profile keeps
+    it; averaged over the 30 days ending today."""
+    daily = [ZERO] * 30
+    start = today - timedelta(days=29)
     for account in accounts:
         if not account.product.is_asset:
             continue
@@ -189,7 +191,6 @@ def average_30d(accounts: Sequence[Account], today: date) -> Decimal:
         if account.snapshot is not None:
             days[account.snapshot[0]] = account.snapshot[1]
         value = ZERO
-        start = today - timedelta(days=29)
         for day, amount in sorted(days.items()):
             if day < start:
                 value = amount
@@ -197,7 +198,8 @@ def average_30d(accounts: Sequence[Account], today: date) -> Decimal:
             day = start + timedelta(days=offset)
             if day in days:
                 value = days[day]
-            total += _cny(account, value)
+            daily[offset] += _cny(account, value)
+    total = sum((aum.quantize(CENT, ROUND_HALF_EVEN) for aum in daily), ZERO)
     return (total / 30).quantize(CENT, ROUND_HALF_EVEN)
 
 
@@ -317,28 +319,36 @@ class SyntheticBank:
             share = (aum * Decimal(rng.randrange(20, 60)) / 100).quantize(Decimal(1))
             product = rng.choice([Product.WEALTH_PRODUCT, Product.FUND])
             maturity = today + timedelta(days=rng.randrange(5, 360)) if product is Product.WEALTH_PRODUCT else None
-            accounts.append(Account("wealth", f"W{number:07d}", product, "CNY", share, opened, maturity))
+            accounts.append(Account("wealth", f"W{self.seed}-{number:07d}", product, "CNY", share, opened, maturity))
             remaining -= share
         if aum >= 5_000 and rng.random() < 0.5:
             share = (remaining * Decimal(rng.randrange(20, 70)) / 100).quantize(Decimal(1))
             maturity = today + timedelta(days=rng.randrange(5, 720))
             accounts.append(
-                Account("core-deposits", f"D{number:07d}T", Product.TIME_DEPOSIT, "CNY", share, opened, maturity)
+                Account(
+                    "core-deposits", f"D{self.seed}-{number:07d}T", Product.TIME_DEPOSIT, "CNY", share, opened, maturity
+                )
             )
             remaining -= share
         if aum >= 20_000 and rng.random() < 0.06:
             dollars = (remaining * Decimal("0.3") / FX_RATES["USD"]).quantize(Decimal(1))
             if dollars > 0:
-                accounts.append(Account("core-deposits", f"D{number:07d}U", Product.CURRENT, "USD", dollars, opened))
+                accounts.append(
+                    Account("core-deposits", f"D{self.seed}-{number:07d}U", Product.CURRENT, "USD", dollars, opened)
+                )
                 remaining -= dollars * FX_RATES["USD"]
-        accounts.append(Account("core-deposits", f"D{number:07d}C", Product.CURRENT, "CNY", remaining, opened))
+        accounts.append(
+            Account("core-deposits", f"D{self.seed}-{number:07d}C", Product.CURRENT, "CNY", remaining, opened)
+        )
         if "cards" in refs:
             owed = Decimal(rng.randrange(0, 30_000))
-            accounts.append(Account("cards", f"K{number:07d}", Product.CREDIT_CARD, "CNY", owed, opened))
+            accounts.append(Account("cards", f"K{self.seed}-{number:07d}", Product.CREDIT_CARD, "CNY", owed, opened))
         if "loans" in refs:
             owed = Decimal(rng.randrange(10_000, 800_000))
             maturity = today + timedelta(days=rng.randrange(30, 7000))
-            accounts.append(Account("loans", f"L{number:07d}", Product.MORTGAGE, "CNY", owed, opened, maturity))
+            accounts.append(
+                Account("loans", f"L{self.seed}-{number:07d}", Product.MORTGAGE, "CNY", owed, opened, maturity)
+            )
         for account in accounts:
             self._history(rng, account)
         return accounts
@@ -446,7 +456,7 @@ class SyntheticBank:
             )
             posted = self.now - timedelta(days=rng.randrange(0, 90), minutes=rng.randrange(0, 1440))
             data = TransactionPosted(
-                transaction_ref=f"X{customer.number:07d}{rng.randrange(10**6):06d}",
+                transaction_ref=f"X{self.seed}-{customer.number:07d}-{rng.randrange(10**6):06d}",
                 account_ref=current.ref,
                 customer_ref=ref,
                 amount=Decimal(rng.randrange(10, 20_000)),
@@ -465,7 +475,7 @@ class SyntheticBank:
             )
             at = self.now - timedelta(days=rng.randrange(0, 120))
             interaction = InteractionRecorded(
-                interaction_ref=f"I{customer.number:07d}",
+                interaction_ref=f"I{self.seed}-{customer.number:07d}",
                 customer_ref=ref,
                 kind=kind,
                 occurred_at=at,

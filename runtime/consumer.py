@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -36,6 +36,7 @@ from contracts import (
     DLQ_REASON_HEADER,
     DLQ_TOPIC_HEADER,
     EVENT_TYPES,
+    INBOUND_TOPICS,
     MAX_REASON_LENGTH,
     CloudEvent,
     InvalidEvent,
@@ -79,6 +80,24 @@ def failure_reason(exc: BaseException) -> str:
         sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
         return f"handler failed: {type(exc).__name__}" + (f" (SQLSTATE {sqlstate})" if sqlstate else "")
     return f"handler failed: {type(exc).__name__}: {exc}"
+
+
+def from_the_future(parsed: ParsedEvent, now: datetime, skew: timedelta) -> str | None:
+    """A `.dlq` reason when the event claims to have happened after `now` (give or take `skew`).
+
+    The envelope `time` says when the occurrence happened, and every timestamp in the data of an
+    inbound bank event (`as_of`, `posted_at`, `occurred_at`) likewise: none can lie ahead. Accepted,
+    such an event would pin the customer's freshness in the future and a balance on a day not yet
+    come. Outbound events carry times that may (a task's `due_at`), so only their envelope counts.
+    """
+    limit = now + skew
+    if parsed.envelope.time > limit:
+        return f"time: in the future (more than {skew} ahead of the consumer's clock)"
+    if parsed.spec.topic in INBOUND_TOPICS:
+        for name, value in parsed.data:
+            if isinstance(value, datetime) and value > limit:
+                return f"data.{name}: in the future (more than {skew} ahead of the consumer's clock)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -262,11 +281,16 @@ class BatchConsumer:
         metrics.BATCH_SIZE.labels(group=self.group_id).observe(len(records))
         valid: list[ConsumedEvent] = []
         invalid: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
+        now, skew = self.clock.now(), timedelta(seconds=self.settings.max_clock_skew_s)
         for record in records:
             try:
                 parsed = parse_event(record.value or b"", topic=record.topic)
             except InvalidEvent as exc:
                 invalid.append((record, exc.reason))
+                continue
+            future = from_the_future(parsed, now, skew)
+            if future is not None:
+                invalid.append((record, future))
             else:
                 valid.append(ConsumedEvent(parsed, record))
         for record, reason in invalid:

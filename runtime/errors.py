@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from runtime.transient import is_transient
+
 PROBLEM_BASE = "https://c360.dev/problems/"
 PROBLEM_JSON = "application/problem+json"
 
@@ -151,6 +153,15 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(exc.status_code, slug, str(exc.detail), str(exc.detail), request.url.path)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if is_transient(exc):  # the database or the broker away: the caller should retry, not report a bug
+            return problem_response(
+                503,
+                ServiceUnavailable.type_slug,
+                ServiceUnavailable.title,
+                "A dependency of this service (the database or the broker) is unavailable; retry shortly.",
+                request.url.path,
+                headers={"Retry-After": "1"},
+            )
         return problem_response(500, "internal", "Internal error", "An unexpected error occurred.", request.url.path)
 
     app.add_exception_handler(ProblemError, on_problem)

@@ -27,6 +27,11 @@ class ConsumerSettings(BaseModel):
     retry_initial_s: float = Field(default=0.2, gt=0, description="First backoff after a transient failure.")
     retry_max_s: float = Field(default=10.0, gt=0, description="Longest backoff between retries.")
     session_timeout_ms: int = Field(default=30_000, ge=1000, description="Kafka group session timeout.")
+    max_clock_skew_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="How far ahead of the clock an event's time may be before it is refused as from the future.",
+    )
 
 
 class OutboxSettings(BaseModel):

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from runtime.errors import NotFound, Problem, ProblemError
 from runtime.service import RuntimeDep, ServiceRuntime
-from services.gateway.auth import Principal, PrincipalDep, Role, require
+from services.gateway.auth import Principal, PrincipalDep, Role, admitting, require
 from services.gateway.clients import Upstreams
 from services.gateway.store import record_audit
 from services.gateway.views import (
@@ -235,9 +235,12 @@ class SplitOut(BaseModel):
     responses=problems(403, 404, 422, 503),
 )
 async def split_customer(
-    customer_id: CustomerId, body: SplitIn, principal: PrincipalDep, runtime: RuntimeDep, clients: UpstreamsDep
+    customer_id: CustomerId,
+    body: SplitIn,
+    principal: Annotated[Principal, admitting(Role.ADMIN)],
+    runtime: RuntimeDep,
+    clients: UpstreamsDep,
 ) -> SplitOut:
-    require(principal, Role.ADMIN)
 
     async def call() -> SplitOut:
         payload = {**body.model_dump(), "actor": principal.subject}

@@ -8,16 +8,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import Counter
 
 from runtime.errors import Forbidden, TooManyRequests, Unauthorized
 
 ALGORITHM = "HS256"
 ALGORITHMS = ("HS256", "RS256")
+
+ACCESS_REFUSED = Counter(
+    "c360_access_refused_total",
+    "Requests refused: no or a bad token (401), a role the route does not allow (403), or a customer or "
+    "task outside the caller's scope (answered 404, as if it did not exist).",
+    ["reason"],
+)
 
 
 class Role(StrEnum):
@@ -114,11 +122,13 @@ async def authenticated(
     extras = request.app.state.runtime.extras
     limiter: RateLimiter = extras["rate_limiter"]
     if credentials is None or credentials.scheme.lower() != "bearer":
+        ACCESS_REFUSED.labels("unauthenticated").inc()
         limiter.check(f"addr:{request.client.host if request.client else '-'}")
         raise Unauthorized("a bearer token is required")
     try:
         principal = verify_token(credentials.credentials, extras["jwt_key"], extras["jwt_algorithm"])
     except Unauthorized:
+        ACCESS_REFUSED.labels("unauthenticated").inc()
         limiter.check(f"addr:{request.client.host if request.client else '-'}")
         raise
     limiter.check(f"sub:{principal.subject}")
@@ -130,4 +140,16 @@ PrincipalDep = Annotated[Principal, Depends(authenticated)]
 
 def require(principal: Principal, *roles: Role) -> None:
     if principal.role not in roles:
+        ACCESS_REFUSED.labels("forbidden").inc()
         raise Forbidden(f"the {principal.role.value} role may not use this route")
+
+
+def admitting(*roles: Role) -> Any:
+    """The caller, refused (403) unless their role is one of `roles`. As a dependency it runs before
+    the request body is validated, so a role that may not use a route gets a 403, never a 422."""
+
+    async def check(principal: PrincipalDep) -> Principal:
+        require(principal, *roles)
+        return principal
+
+    return Depends(check)

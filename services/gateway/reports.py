@@ -17,7 +17,7 @@ from runtime.logging import correlation_id
 from runtime.outbox import CORRELATION_HEADER, OutboxMessage, write_outbox
 from runtime.service import RuntimeDep, SessionDep
 from services.gateway.api import Limit, UpstreamsDep, problems
-from services.gateway.auth import PrincipalDep, Role, require
+from services.gateway.auth import Principal, PrincipalDep, Role, admitting, require
 from services.gateway.store import OUTBOX, audit_page
 
 router = APIRouter(prefix="/v1")
@@ -160,11 +160,10 @@ EXAMPLE_EVENT = {
 )
 async def post_events(
     request: Request,
-    principal: PrincipalDep,
+    principal: Annotated[Principal, admitting(Role.SERVICE, Role.ADMIN)],
     runtime: RuntimeDep,
     events: Annotated[list[Any], Body(examples=[[EXAMPLE_EVENT]])],
 ) -> JSONResponse:
-    require(principal, Role.SERVICE, Role.ADMIN)
     limit: int = runtime.extras["max_events_per_request"]
     if not events:
         raise Unprocessable("the request holds no events")

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from runtime.errors import NotFound
 from runtime.paging import decode_time_cursor, encode_time_cursor
-from services.gateway.auth import Principal, Role
+from services.gateway.auth import ACCESS_REFUSED, Principal, Role
 from services.gateway.clients import Upstreams
 from services.gateway.masking import can_see_clear, mask_email, mask_phone
 
@@ -183,6 +183,7 @@ async def scoped_customer(
     engagement = await upstreams.engagement.get(f"/internal/customers/{profile['customer_id']}")
     engagement = engagement or {"rm_id": None, "open_tasks": []}
     if not in_scope(principal, profile.get("branch_id"), engagement.get("rm_id")):
+        ACCESS_REFUSED.labels("out_of_scope").inc()
         raise NotFound("customer not found")
     return profile, engagement
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from runtime.errors import NotFound
 from runtime.service import RuntimeDep
 from services.gateway.api import ID_PATTERN, Cursor, Limit, UpstreamsDep, audited, problems
-from services.gateway.auth import PrincipalDep, Role, require
+from services.gateway.auth import ACCESS_REFUSED, Principal, PrincipalDep, Role, admitting, require
 from services.gateway.views import TaskOut, in_scope, scope_filters
 
 router = APIRouter(prefix="/v1")
@@ -120,13 +120,19 @@ async def list_tasks(
     responses=problems(403, 404, 409, 422, 503),
 )
 async def change_task(
-    task_id: TaskId, change: TaskChange, principal: PrincipalDep, runtime: RuntimeDep, clients: UpstreamsDep
+    task_id: TaskId,
+    change: TaskChange,
+    principal: Annotated[Principal, admitting(Role.RM, Role.SUPERVISOR, Role.ADMIN)],
+    runtime: RuntimeDep,
+    clients: UpstreamsDep,
 ) -> TaskView:
-    require(principal, Role.RM, Role.SUPERVISOR, Role.ADMIN)
 
     async def call() -> TaskView:
         task = await clients.engagement.get(f"/internal/tasks/{task_id}")
-        if task is None or not in_scope(principal, task.get("branch_id"), task.get("rm_id")):
+        if task is None:
+            raise NotFound("task not found")
+        if not in_scope(principal, task.get("branch_id"), task.get("rm_id")):
+            ACCESS_REFUSED.labels("out_of_scope").inc()
             raise NotFound("task not found")
         body = change.model_dump(exclude_none=True)
         return TaskView.model_validate(
@@ -173,8 +179,12 @@ async def list_managers(
     "waiting in their branch's queue. A `supervisor` manages their own branch only.",
     responses=problems(403, 422, 503),
 )
-async def put_manager(rm_id: RmId, body: Manager, principal: PrincipalDep, clients: UpstreamsDep) -> ManagerView:
-    require(principal, Role.SUPERVISOR, Role.ADMIN)
+async def put_manager(
+    rm_id: RmId,
+    body: Manager,
+    principal: Annotated[Principal, admitting(Role.SUPERVISOR, Role.ADMIN)],
+    clients: UpstreamsDep,
+) -> ManagerView:
     if principal.role is Role.SUPERVISOR:
         current = await clients.engagement.get(f"/internal/managers/{rm_id}")
         branches = {body.branch_id, *([current["branch_id"]] if current else [])}
