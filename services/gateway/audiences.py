@@ -16,7 +16,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from runtime.errors import NotFound
 from runtime.service import RuntimeDep
 from services.gateway.api import ID_PATTERN, Cursor, Limit, UpstreamsDep, audited, problems
-from services.gateway.auth import PrincipalDep, Role, require
+from services.gateway.auth import Principal, PrincipalDep, Role, admitting, require
 from services.gateway.views import scope_filters
 
 router = APIRouter(prefix="/v1")
@@ -177,9 +177,11 @@ async def get_segment(segment_id: SegmentId, principal: PrincipalDep, clients: U
     responses=problems(403, 422, 503),
 )
 async def put_segment(
-    segment_id: SegmentId, body: SegmentIn, principal: PrincipalDep, clients: UpstreamsDep
+    segment_id: SegmentId,
+    body: SegmentIn,
+    principal: Annotated[Principal, admitting(*AUTHORS)],
+    clients: UpstreamsDep,
 ) -> SegmentView:
-    require(principal, *AUTHORS)
     saved = await clients.engagement.request(
         "PUT", f"/internal/segments/{segment_id}", params={"actor": principal.subject}, json=body.model_dump()
     )
@@ -252,9 +254,11 @@ async def list_campaigns(
     responses=problems(403, 422, 503),
 )
 async def put_campaign(
-    campaign_id: CampaignId, body: CampaignIn, principal: PrincipalDep, clients: UpstreamsDep
+    campaign_id: CampaignId,
+    body: CampaignIn,
+    principal: Annotated[Principal, admitting(*AUTHORS)],
+    clients: UpstreamsDep,
 ) -> CampaignView:
-    require(principal, *AUTHORS)
     saved = await clients.engagement.request(
         "PUT",
         f"/internal/campaigns/{campaign_id}",

@@ -190,6 +190,10 @@ def test_every_defective_token_is_401_and_every_role_outside_a_route_is_403_on_e
             ("PUT", f"/v1/managers/{book.rm_a}"),
             ("GET", "/v1/reports/tier-distribution"),
             ("POST", "/v1/events"),
+            ("PUT", "/v1/segments/X1"),
+            ("PUT", "/v1/campaigns/X1"),
+            ("GET", "/v1/campaigns"),
+            ("GET", "/v1/campaigns/X1/stats"),
         ],
         Role.ANALYST: [
             ("DELETE", f"/v1/customers/{book.mine}"),
