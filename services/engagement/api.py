@@ -188,8 +188,11 @@ async def list_customers(
 )
 async def customer_engagement(customer_id: str, session: SessionDep, runtime: RuntimeDep) -> CustomerEngagement:
     store = EngagementStore(session)
-    known = await store.customer(customer_id)
+    # Tasks first: an RM assignment commits with the tasks it moves, so the customer row read after
+    # them is at least as new (read the other way round, a view could show the tasks of an RM it
+    # does not yet show as the customer's).
     tasks = await store.open_tasks(customer_id)
+    known = await store.customer(customer_id)
     now = runtime.clock.now()
     return CustomerEngagement(
         customer_id=customer_id,

@@ -13,18 +13,19 @@ from services.gateway.masking import mask_email, mask_phone
 from services.gateway.views import in_scope, scope_filters
 
 SECRET = "s" * 48
-NOW = datetime.now(UTC)
+def now() -> datetime:
+    return datetime.now(UTC)
 
 
 def token(**overrides: object) -> str:
-    claims: dict[str, object] = {"sub": "u1", "role": "admin", "exp": NOW + timedelta(minutes=5)}
+    claims: dict[str, object] = {"sub": "u1", "role": "admin", "exp": now() + timedelta(minutes=5)}
     claims.update(overrides)
     return jwt.encode({k: v for k, v in claims.items() if v is not None}, SECRET, algorithm="HS256")
 
 
 def test_a_token_round_trips_with_its_claims() -> None:
     raw = issue_token(
-        SECRET, subject="rm-7", role=Role.RM, now=NOW, ttl=timedelta(minutes=5), rm_id="RM7", branch_id="BR1"
+        SECRET, subject="rm-7", role=Role.RM, now=now(), ttl=timedelta(minutes=5), rm_id="RM7", branch_id="BR1"
     )
     assert verify_token(raw, SECRET) == Principal("rm-7", Role.RM, "RM7", "BR1")
 
@@ -32,13 +33,13 @@ def test_a_token_round_trips_with_its_claims() -> None:
 @pytest.mark.parametrize(
     "raw",
     [
-        token(exp=NOW - timedelta(minutes=5)),
+        token(exp=now() - timedelta(minutes=5)),
         token(role="superuser"),
         token(sub=None),
         token(role="rm"),
         token(role="supervisor"),
-        jwt.encode({"sub": "u1", "role": "admin", "exp": NOW + timedelta(minutes=5)}, "wrong" * 10, algorithm="HS256"),
-        jwt.encode({"sub": "u1", "role": "admin", "exp": NOW + timedelta(minutes=5)}, None, algorithm="none"),
+        jwt.encode({"sub": "u1", "role": "admin", "exp": now() + timedelta(minutes=5)}, "wrong" * 10, algorithm="HS256"),
+        jwt.encode({"sub": "u1", "role": "admin", "exp": now() + timedelta(minutes=5)}, None, algorithm="none"),
         "not-a-token",
     ],
     ids=[
@@ -99,7 +100,7 @@ def _rsa_pair() -> tuple[str, str]:
 
 def test_rs256_tokens_verify_with_the_public_key_and_nothing_else() -> None:
     private, public = _rsa_pair()
-    claims = {"sub": "svc", "role": "analyst", "exp": NOW + timedelta(minutes=5)}
+    claims = {"sub": "svc", "role": "analyst", "exp": now() + timedelta(minutes=5)}
     signed = jwt.encode(claims, private, algorithm="RS256")
     assert verify_token(signed, public, "RS256") == Principal("svc", Role.ANALYST)
     _, other = _rsa_pair()
