@@ -24,6 +24,11 @@ class ConsumerSettings(BaseModel):
 
     max_batch: int = Field(default=2000, ge=1, description="Most messages handed over in one batch.")
     poll_timeout_ms: int = Field(default=200, ge=1, description="Longest wait for a batch to fill.")
+    fetch_max_wait_ms: int = Field(
+        default=50,
+        ge=1,
+        description="Longest time the broker holds a fetch waiting for data; bounds each hop's latency when quiet.",
+    )
     retry_initial_s: float = Field(default=0.2, gt=0, description="First backoff after a transient failure.")
     retry_max_s: float = Field(default=10.0, gt=0, description="Longest backoff between retries.")
     session_timeout_ms: int = Field(default=30_000, ge=1000, description="Kafka group session timeout.")
