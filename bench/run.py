@@ -222,7 +222,8 @@ async def latency_under_load(
     await producer.start()
     await reader.start()
     await reader.seek_to_end()
-    sent: dict[str, float] = {}
+    sent: dict[str, float] = {}  # per probe, when it was produced
+    probe_of: dict[str, str] = {}  # event id -> probe: the first event of each topic per probe counts
     arrived: dict[str, dict[str, float]] = {C360_TIERS: {}, C360_TASKS: {}}
     stop = asyncio.Event()
 
@@ -249,9 +250,9 @@ async def latency_under_load(
         while not stop.is_set():
             for records in (await reader.getmany(timeout_ms=100)).values():
                 for record in records:
-                    correlation = header(record.headers or (), CORRELATION_HEADER)
-                    if correlation in sent and correlation not in arrived[record.topic]:
-                        arrived[record.topic][correlation] = time.perf_counter()
+                    probe = probe_of.get(header(record.headers or (), CORRELATION_HEADER) or "")
+                    if probe is not None and probe not in arrived[record.topic]:
+                        arrived[record.topic][probe] = time.perf_counter()
 
     tasks = [asyncio.create_task(background()), asyncio.create_task(read())]
     try:
@@ -276,7 +277,8 @@ async def latency_under_load(
             )
             first, second = build_event(opened, source="core-deposits"), build_event(balance, source="core-deposits")
             started = time.perf_counter()
-            sent[first.id] = sent[second.id] = started
+            sent[ref] = started
+            probe_of[first.id] = probe_of[second.id] = ref
             for event in (first, second):
                 await producer.send_and_wait(BANK_ACCOUNTS, value=event.to_bytes(), key=ref.encode())
             await asyncio.sleep(1)
@@ -290,7 +292,7 @@ async def latency_under_load(
         await reader.stop()
         await producer.stop()
     return {
-        topic: [(at - sent[correlation]) * 1000 for correlation, at in found.items()]
+        topic: [(at - sent[probe]) * 1000 for probe, at in found.items()]
         for topic, found in arrived.items()
     }
 
