@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, literal, or_, select, update
+from sqlalchemy import bindparam, delete, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -413,13 +413,23 @@ class EngagementStore:
         )
 
     async def touch_segments(self, segment_ids: Iterable[str], at: datetime) -> None:
-        """Note when the segments were last evaluated (in id order, after any campaign row)."""
-        for sid in sorted(set(segment_ids)):
-            await self.session.execute(
-                update(Segment)
-                .where(Segment.segment_id == sid)
-                .values(evaluated_at=func.greatest(func.coalesce(Segment.evaluated_at, at), at))
-            )
+        """Note when the segments were last evaluated: one executemany, rows locked in id order
+        (after any campaign row; the lock order of docs/segments.md)."""
+        rows = [{"b_segment_id": sid, "b_at": at} for sid in sorted(set(segment_ids))]
+        if not rows:
+            return
+        table = Segment.__table__
+        await self.session.execute(
+            update(table)  # type: ignore[arg-type]
+            .where(table.c.segment_id == bindparam("b_segment_id"))
+            .values(
+                evaluated_at=func.greatest(
+                    func.coalesce(table.c.evaluated_at, bindparam("b_at")),
+                    bindparam("b_at"),
+                )
+            ),
+            rows,
+        )
 
     async def members(
         self,
