@@ -291,10 +291,7 @@ async def latency_under_load(
         await asyncio.gather(*tasks, return_exceptions=True)
         await reader.stop()
         await producer.stop()
-    return {
-        topic: [(at - sent[probe]) * 1000 for probe, at in found.items()]
-        for topic, found in arrived.items()
-    }
+    return {topic: [(at - sent[probe]) * 1000 for probe, at in found.items()] for topic, found in arrived.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

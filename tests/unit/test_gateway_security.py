@@ -13,6 +13,8 @@ from services.gateway.masking import mask_email, mask_phone
 from services.gateway.views import in_scope, scope_filters
 
 SECRET = "s" * 48
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -38,7 +40,9 @@ def test_a_token_round_trips_with_its_claims() -> None:
         token(sub=None),
         token(role="rm"),
         token(role="supervisor"),
-        jwt.encode({"sub": "u1", "role": "admin", "exp": now() + timedelta(minutes=5)}, "wrong" * 10, algorithm="HS256"),
+        jwt.encode(
+            {"sub": "u1", "role": "admin", "exp": now() + timedelta(minutes=5)}, "wrong" * 10, algorithm="HS256"
+        ),
         jwt.encode({"sub": "u1", "role": "admin", "exp": now() + timedelta(minutes=5)}, None, algorithm="none"),
         "not-a-token",
     ],
