@@ -62,26 +62,21 @@ def seed_demo_roster(engagement_url: str) -> int:
 DEMO_SEGMENTS: dict[str, dict[str, Any]] = {
     "close-to-vip": {
         "name": "Close to VIP",
-        "description": "30-day average AUM within 10% below the VIP floor, consenting to marketing.",
+        "description": "30-day average AUM within 25% below the VIP floor, consenting to marketing.",
         "rule": {
             "all": [
-                {"field": "aum_avg_30d_cny", "op": "between", "value": ["180000", "199999.99"]},
+                {"field": "aum_avg_30d_cny", "op": "between", "value": ["150000", "199999.99"]},
                 {"field": "marketing_consent", "op": "eq", "value": True},
             ]
         },
     },
-    "premium-at-risk": {
-        "name": "Premium customers at risk",
-        "description": "VIP and above with a high churn risk or in a downgrade grace period.",
+    "premium-not-seen": {
+        "name": "Premium customers not seen for a quarter",
+        "description": "VIP and above with no contact in the last 90 days (or never).",
         "rule": {
             "all": [
                 {"field": "tier", "op": "in", "value": ["vip", "wealth", "private"]},
-                {
-                    "any": [
-                        {"field": "churn_risk", "op": "gte", "value": 0.6},
-                        {"field": "on_watch", "op": "eq", "value": True},
-                    ]
-                },
+                {"not": {"field": "days_since_last_contact", "op": "lt", "value": 90}},
             ]
         },
     },
