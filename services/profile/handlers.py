@@ -100,8 +100,9 @@ class ProfileHandler:
         changes = Changes()
         refs = {(e.envelope.source, e.data.customer_ref) for e in events if not isinstance(e.data, FxRate)}  # type: ignore[attr-defined]
         newest = _newest_upserts(events)
-        links = await store.link_customers(refs, await self._identify(store, newest))
-        await self._apply_identity(ctx, store, newest, links, changes)
+        identities = self._identities(newest)
+        links = await store.link_customers(refs, await self._identify(store, identities))
+        await self._apply_identity(ctx, store, newest, identities, links, changes)
         erased = await store.erased_customers(links.values())
         await self._apply_rates(store, events, changes)
         await self._apply_accounts(store, events, links, changes)
@@ -112,27 +113,35 @@ class ProfileHandler:
 
     # -- identity -------------------------------------------------------------------------------
 
-    async def _identify(self, store: ProfileStore, newest: dict[SourceRef, ConsumedEvent]) -> dict[SourceRef, str]:
+    def _identities(self, newest: dict[SourceRef, ConsumedEvent]) -> dict[SourceRef, tuple[str, str | None]]:
+        """Each customer record's identity hash, and why its number may merge nobody (None: it may)."""
+        found: dict[SourceRef, tuple[str, str | None]] = {}
+        for ref, event in newest.items():
+            data = event.data
+            assert isinstance(data, CustomerUpserted)
+            canonical = canonical_id_number(data.id_type, data.id_number)
+            found[ref] = (
+                self.identity.hash(data.id_type.value, data.id_number),
+                blocked_reason(canonical, self.config.identity_blocklist),
+            )
+        return found
+
+    async def _identify(
+        self, store: ProfileStore, identities: dict[SourceRef, tuple[str, str | None]]
+    ) -> dict[SourceRef, str]:
         """Where a record new to us should be linked: to the customer that already carries its
         identity (the oldest, as a merge would choose), or with the batch's other new records of
         the same identity to one new customer, so that a person known to several sources is
         found, not created and merged. Blocked numbers and identities at the record limit are left
         to the merge guards. Takes the identity locks, so that what it reads stays true."""
-        hashes: dict[SourceRef, str] = {}
         matchable: dict[str, list[SourceRef]] = {}
-        for ref, event in newest.items():
-            data = event.data
-            assert isinstance(data, CustomerUpserted)
-            hashed = hashes[ref] = self.identity.hash(data.id_type.value, data.id_number)
-            if (
-                blocked_reason(canonical_id_number(data.id_type, data.id_number), self.config.identity_blocklist)
-                is None
-            ):
+        for ref, (hashed, blocked) in identities.items():
+            if blocked is None:
                 matchable.setdefault(hashed, []).append(ref)
         # Matching on a hash is serialised across partitions and instances: the lock is taken before
         # the records are read and written, so of two records of one person arriving at once the
         # second sees the first (and a refused merge is recorded by whichever comes second).
-        await store.lock_identities(hashes.values())
+        await store.lock_identities(hashed for hashed, _ in identities.values())
         existing = await store.match_candidates_of(matchable)
         prefer: dict[SourceRef, str] = {}
         for hashed, refs in sorted(matchable.items()):
@@ -152,22 +161,24 @@ class ProfileHandler:
         ctx: BatchContext,
         store: ProfileStore,
         newest: dict[SourceRef, ConsumedEvent],
+        identities: dict[SourceRef, tuple[str, str | None]],
         links: dict[SourceRef, str],
         changes: Changes,
     ) -> None:
         if not newest:
             return
         erased = await store.erased_customers(links[ref] for ref in newest)
-        rows = {ref: self._source_record(ref, links[ref], event, links[ref] in erased) for ref, event in newest.items()}
+        rows = {
+            ref: self._source_record(ref, links[ref], event, identities[ref][0], links[ref] in erased)
+            for ref, event in newest.items()
+        }
         matchable: dict[str, ConsumedEvent] = {}
         refused: dict[str, tuple[str, ConsumedEvent]] = {}
         for ref, event in newest.items():
-            data = event.data
-            assert isinstance(data, CustomerUpserted)
             hashed = rows[ref]["id_number_hash"]
             if not isinstance(hashed, str):
-                continue
-            reason = blocked_reason(canonical_id_number(data.id_type, data.id_number), self.config.identity_blocklist)
+                continue  # erased: the record keeps no identity to match on
+            reason = identities[ref][1]
             if reason is None:
                 matchable[hashed] = event
             else:
@@ -185,7 +196,9 @@ class ProfileHandler:
                 await self._refuse(store, candidates, reason, links[_ref_of(event)], ctx.clock.now())
         await store.refresh_identity(changes.what)
 
-    def _source_record(self, ref: SourceRef, customer_id: str, event: ConsumedEvent, erased: bool) -> dict[str, object]:
+    def _source_record(
+        self, ref: SourceRef, customer_id: str, event: ConsumedEvent, hashed: str, erased: bool
+    ) -> dict[str, object]:
         data = event.data
         assert isinstance(data, CustomerUpserted)
         row: dict[str, object] = {
@@ -195,7 +208,7 @@ class ProfileHandler:
             "provisional": False,
             "full_name": data.full_name,
             "id_type": data.id_type.value,
-            "id_number_hash": self.identity.hash(data.id_type.value, data.id_number),
+            "id_number_hash": hashed,
             "id_number_masked": self.identity.mask(data.id_number),
             "birth_date": data.birth_date,
             "gender": data.gender,
