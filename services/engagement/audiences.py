@@ -155,7 +155,8 @@ class Audiences:
         allowance = await self.allowance(store, campaign, now)
         catalogue = self.engagement.catalogue
         act = action_of(campaign)
-        actions = {**catalogue.actions, act.action: campaign_settings(act, catalogue.actions)}
+        settings = campaign_settings(act, catalogue.actions)
+        actions = {**catalogue.actions, act.action: settings}
         full: set[str | None] = set()
         decided = 0
         while not allowance.exhausted():
@@ -172,7 +173,7 @@ class Audiences:
                     full.add(row.branch_id)  # this branch waits for tomorrow; others may go on
                     continue
                 decided += 1
-                proposal = campaign_proposal(act, row.customer_id, catalogue.actions, now)
+                proposal = campaign_proposal(act, row.customer_id, settings, now)
                 decision = arbitrate(
                     [proposal],
                     history[row.customer_id].policy,

@@ -69,10 +69,8 @@ def campaign_settings(campaign: CampaignAction, actions: Mapping[str, Settings])
     return known.model_copy(update={"priority": campaign.priority, "due_days": campaign.due_days})
 
 
-def campaign_proposal(
-    campaign: CampaignAction, customer_id: str, actions: Mapping[str, Settings], now: datetime
-) -> Proposal:
-    settings = campaign_settings(campaign, actions)
+def campaign_proposal(campaign: CampaignAction, customer_id: str, settings: Settings, now: datetime) -> Proposal:
+    """The task the campaign proposes for a customer, under its `campaign_settings`."""
     said = f": {campaign.script}" if campaign.script else ""
     return Proposal(
         customer_id=customer_id,

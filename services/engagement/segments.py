@@ -14,9 +14,9 @@ date, never contacted) is false, so `not` of it is true; docs/segments.md has ex
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
@@ -48,10 +48,6 @@ class Subject:
     liabilities_cny: Decimal | None = None
     value_score: int | None = None
     holdings: frozenset[str] = frozenset()
-
-    @property
-    def customer_id(self) -> str:
-        return self.facts.customer_id
 
 
 def _age(s: Subject, today: date) -> int | None:
@@ -303,9 +299,3 @@ def subject_of(facts: Facts, profile: Mapping[str, Any] | None, value_score: int
         if profile.get("liabilities_cny") is not None:
             liabilities = Decimal(str(profile["liabilities_cny"]))
     return Subject(facts, liabilities, value_score, holdings)
-
-
-def members(rule: Rule, subjects: Sequence[Subject], at: datetime) -> set[str]:
-    """The customers of `subjects` the rule selects on the day of `at`."""
-    today = at.date()
-    return {s.customer_id for s in subjects if rule(s, today)}

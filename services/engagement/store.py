@@ -400,9 +400,8 @@ class EngagementStore:
 
     async def enter(self, segment_id: str, customer_ids: Sequence[str], at: datetime) -> None:
         await self.session.execute(
-            insert(SegmentMember)
-            .values([{"segment_id": segment_id, "customer_id": cid, "entered_at": at} for cid in customer_ids])
-            .on_conflict_do_nothing()
+            insert(SegmentMember.__table__).on_conflict_do_nothing(),  # type: ignore[arg-type]
+            [{"segment_id": segment_id, "customer_id": cid, "entered_at": at} for cid in customer_ids],
         )
 
     async def leave(self, segment_id: str, customer_ids: Sequence[str]) -> None:
@@ -509,17 +508,16 @@ class EngagementStore:
         )
         return list(rows.scalars())
 
-    async def target_members(self, campaign_id: str, segment_id: str, now: datetime) -> int:
+    async def target_members(self, campaign_id: str, segment_id: str, now: datetime) -> None:
         """Every current member of the segment becomes a target (once per campaign)."""
         chosen = select(literal(campaign_id), SegmentMember.customer_id, literal("waiting"), literal(now)).where(
             SegmentMember.segment_id == segment_id
         )
-        result = await self.session.execute(
+        await self.session.execute(
             insert(CampaignTarget)
             .from_select(["campaign_id", "customer_id", "status", "targeted_at"], chosen)
             .on_conflict_do_nothing()
         )
-        return int(getattr(result, "rowcount", 0) or 0)
 
     async def waiting_targets(
         self,

@@ -14,6 +14,7 @@ from services.engagement.campaigns import (
     CampaignAction,
     business_day_start,
     campaign_proposal,
+    campaign_settings,
 )
 from services.engagement.rules import Facts, load_catalogue
 from services.engagement.segments import RuleError, Subject, parse_rule, subject_of
@@ -176,12 +177,12 @@ def test_the_business_day_starts_at_local_midnight() -> None:
 def test_a_campaign_task_keeps_the_catalogue_policy_of_its_action_with_the_campaigns_priority() -> None:
     actions = load_catalogue().actions
     contact = CampaignAction("CMP1", "Spring deposits", CAMPAIGN_CONTACT, "offer the 3-year rate", 60, 5)
-    proposal = campaign_proposal(contact, "C1", actions, NOW)
+    proposal = campaign_proposal(contact, "C1", campaign_settings(contact, actions), NOW)
     assert (proposal.action, proposal.priority, proposal.marketing) == (CAMPAIGN_CONTACT, 60, True)
     assert proposal.reason == "campaign Spring deposits: offer the 3-year rate"
     assert proposal.due_at == NOW + timedelta(days=5)
     retention = CampaignAction("CMP2", "Keep them", "retention_call", None, 80, 2)
-    assert campaign_proposal(retention, "C1", actions, NOW).marketing is False
+    assert campaign_proposal(retention, "C1", campaign_settings(retention, actions), NOW).marketing is False
 
 
 def test_the_demo_segments_and_campaign_are_valid_definitions() -> None:
