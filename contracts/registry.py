@@ -7,13 +7,13 @@ with a reason short enough for the `.dlq` headers; `build_event` wraps a data mo
 from __future__ import annotations
 
 import builtins
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 
 from contracts.envelope import CloudEvent
 from contracts.inbound import (
@@ -184,7 +184,9 @@ def parse_event(raw: bytes | None, *, topic: str | None = None) -> ParsedEvent:
     if topic is not None and spec.topic != topic:
         raise InvalidEvent(f"type {spec.type} is not published on topic {_quote(topic)}")
     try:
-        data = spec.model.model_validate_json(json.dumps(envelope.data))
+        # The envelope's `data` was parsed as plain JSON; it is written back (in Rust, cheap)
+        # and validated in JSON mode, so numbers never pass for decimal strings.
+        data = spec.model.model_validate_json(to_json(envelope.data))
     except ValidationError as exc:
         raise InvalidEvent(_describe(exc, prefix="data")) from None
     return ParsedEvent(envelope=envelope, data=data, spec=spec)

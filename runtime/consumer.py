@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -349,11 +350,15 @@ class BatchConsumer:
             await self.handler(context, new_events)
             await write_outbox(session, self.outbox_table, context.outbox)
         committed_at = datetime.now(UTC)
+        consumed = Counter((event.record.topic, event.type) for event in new_events)
+        for (topic, type_), count in consumed.items():
+            metrics.EVENTS_CONSUMED.labels(group=self.group_id, topic=topic, type=type_).inc(count)
+        lag_of = {topic: metrics.EVENT_LAG_SECONDS.labels(group=self.group_id, topic=topic) for topic, _ in consumed}
+        logging_applied = log.isEnabledFor(logging.INFO)
         for event in new_events:
-            metrics.EVENTS_CONSUMED.labels(group=self.group_id, topic=event.record.topic, type=event.type).inc()
             lag = (committed_at - event.envelope.time).total_seconds()
-            metrics.EVENT_LAG_SECONDS.labels(group=self.group_id, topic=event.record.topic).observe(max(lag, 0.0))
-            if log.isEnabledFor(logging.INFO):
+            lag_of[event.record.topic].observe(max(lag, 0.0))
+            if logging_applied:
                 token = correlation_id.set(event.correlation_id)
                 try:
                     log.info(

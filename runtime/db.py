@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+from pydantic_core import from_json, to_json
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -86,7 +87,14 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
         max_overflow=5,
         pool_pre_ping=True,
         pool_recycle=1800,
+        # JSONB columns are written and read with pydantic-core's (Rust) JSON, not the stdlib's.
+        json_serializer=_json_text,
+        json_deserializer=from_json,
     )
+
+
+def _json_text(value: Any) -> str:
+    return to_json(value).decode()
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
