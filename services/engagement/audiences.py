@@ -208,7 +208,7 @@ class Audiences:
                     code=why.code,
                     reason=why.reason,
                 )
-                await store.record_suppressions(row.customer_id, [why], now)
+                await store.record_suppressions([(row.customer_id, why)], now)
             if len(rows) < self.batch:
                 break
         return decided

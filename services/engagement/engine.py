@@ -51,6 +51,12 @@ def profile_of(row: CustomerState) -> ProfileUpdated | None:
     return parsed
 
 
+def keep_profile(row: CustomerState, profile: ProfileUpdated) -> None:
+    """Store a profile from an event, keeping the parsed model so `profile_of` need not parse it."""
+    row.profile = profile.model_dump(mode="json")
+    row._parsed_profile = (row.profile, profile)  # type: ignore[attr-defined]
+
+
 def facts_of(row: CustomerState, last_created: Mapping[str, datetime]) -> Facts:
     profile = profile_of(row)
     known: dict[str, Any] = {}
@@ -102,6 +108,7 @@ class Engagement:
             return
         now = ctx.clock.now()
         history = await store.history(live, now)
+        suppressions: list[tuple[str, Suppressed]] = []
         for cid in sorted(live):
             row = live[cid]
             cause = (causes or {}).get(cid)
@@ -128,10 +135,11 @@ class Engagement:
                     )
                 else:
                     self.publish(ctx, task, created=True, cause=cause)
-            await store.record_suppressions(cid, suppressed, now)
+            suppressions.extend((cid, s) for s in suppressed)
             checks = [at for rule in self.rules if rule.settings.enabled and (at := rule.next_check(facts, now))]
             row.next_check_at = min(checks, default=None)
             row.updated_at = now
+        await store.record_suppressions(suppressions, now)
 
     async def assign(
         self, ctx: BatchContext, store: EngagementStore, row: CustomerState, now: datetime, cause: ConsumedEvent | None

@@ -19,7 +19,7 @@ from contracts import (
 )
 from runtime.consumer import BatchContext, ConsumedEvent
 from services.engagement.audiences import Audiences
-from services.engagement.engine import Engagement
+from services.engagement.engine import Engagement, keep_profile
 from services.engagement.models import CustomerState
 from services.engagement.rules import Signals
 from services.engagement.store import EngagementStore
@@ -76,7 +76,7 @@ class EngagementHandler:
         at = event.envelope.time
         if row.profile_at is not None and at < row.profile_at:
             return  # an older view than the one kept
-        row.profile = data.model_dump(mode="json")
+        keep_profile(row, data)
         row.profile_at = at
         row.branch_id = data.branch_id or row.branch_id
         row.marketing_consent = data.marketing_consent

@@ -226,11 +226,22 @@ class EngagementStore:
         )
         return row.scalar_one_or_none()
 
-    async def record_suppressions(self, customer_id: str, suppressed: Sequence[Suppressed], now: datetime) -> None:
-        """Keep each decision not to create a task; the same decision again counts up."""
+    async def record_suppressions(self, suppressed: Sequence[tuple[str, Suppressed]], now: datetime) -> None:
+        """Keep each decision not to create a task (`(customer_id, suppression)` pairs, for any
+        number of customers); the same decision again counts up. One cached executemany."""
         if not suppressed:
             return
-        stmt = insert(Suppression).values(
+        stmt = insert(Suppression)
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[Suppression.customer_id, Suppression.action, Suppression.code],
+                set_={
+                    "reason": stmt.excluded.reason,
+                    "proposed_reason": stmt.excluded.proposed_reason,
+                    "last_at": stmt.excluded.last_at,
+                    "count": Suppression.count + 1,
+                },
+            ),
             [
                 {
                     "customer_id": customer_id,
@@ -242,19 +253,8 @@ class EngagementStore:
                     "last_at": now,
                     "count": 1,
                 }
-                for s in suppressed
-            ]
-        )
-        await self.session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[Suppression.customer_id, Suppression.action, Suppression.code],
-                set_={
-                    "reason": stmt.excluded.reason,
-                    "proposed_reason": stmt.excluded.proposed_reason,
-                    "last_at": stmt.excluded.last_at,
-                    "count": Suppression.count + 1,
-                },
-            )
+                for customer_id, s in suppressed
+            ],
         )
 
     async def suppressions(self, customer_id: str) -> Sequence[Suppression]:
