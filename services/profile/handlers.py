@@ -256,25 +256,24 @@ class ProfileHandler:
         absorbed = {cid: survivor for cid, survivor in survivor_of.items() if cid != survivor}
         await store.merge_many(absorbed, now)
         recorded: set[str] = set()
+        history: list[dict[str, object]] = []
         for event, candidates in plans:
             data = event.data
             assert isinstance(data, CustomerUpserted)
             reason = f"same {data.id_type.value} document ({self.identity.mask(data.id_number)})"
             merged = sorted({c.customer_id for c in candidates} & set(absorbed) - recorded)
             recorded.update(merged)
-            await store.record_identity_changes(
-                [
-                    {
-                        "kind": "merge",
-                        "customer_id": absorbed[cid],
-                        "other_customer_id": cid,
-                        "source_records": [[c.source, c.customer_ref] for c in candidates if c.customer_id == cid],
-                        "reason": reason,
-                        "actor": ACTOR,
-                        "at": now,
-                    }
-                    for cid in merged
-                ]
+            history.extend(
+                {
+                    "kind": "merge",
+                    "customer_id": absorbed[cid],
+                    "other_customer_id": cid,
+                    "source_records": [[c.source, c.customer_ref] for c in candidates if c.customer_id == cid],
+                    "reason": reason,
+                    "actor": ACTOR,
+                    "at": now,
+                }
+                for cid in merged
             )
             for cid in merged:
                 survivor = absorbed[cid]
@@ -286,6 +285,7 @@ class ProfileHandler:
                     if linked == cid:
                         links[ref] = survivor
                 changes.touch(survivor, "merge", event)
+        await store.record_identity_changes(history)
 
     async def _refuse(
         self, store: ProfileStore, candidates: Sequence[MatchCandidate], reason: str, customer_id: str, at: datetime

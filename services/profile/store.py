@@ -75,6 +75,20 @@ PERSONAL_FIELDS = (
 DISPLAYED_FIELDS = ("full_name", "branch_id", "birth_date", "marketing_consent")
 
 
+def _pairs(pairs: Sequence[tuple[str, str]], first: str, second: str) -> Any:
+    """The pairs as a derived table `(first, second)` of two unnested arrays: joined on a primary
+    key, it reads each pair through the index with one statement text whatever the number of
+    pairs (a row-value IN list is planned as an OR of every pair, and compiled per size)."""
+    return (
+        func.unnest(
+            bindparam(f"{first}s", [p[0] for p in pairs], type_=ARRAY(String)),
+            bindparam(f"{second}s", [p[1] for p in pairs], type_=ARRAY(String)),
+        )
+        .table_valued(first, second)
+        .render_derived()
+    )
+
+
 def new_customer_id() -> str:
     """A golden customer id: `C` and 16 hex digits, random so batches need no sequence."""
     return "C" + secrets.token_hex(8).upper()
@@ -124,9 +138,11 @@ class ProfileStore:
             return {}
         links: dict[SourceRef, str] = {}
         for chunk in _chunks(wanted, CHUNK):
+            keys = _pairs(chunk, "source", "customer_ref")
             rows = await self.session.execute(
-                select(SourceRecord.source, SourceRecord.customer_ref, SourceRecord.customer_id).where(
-                    tuple_(SourceRecord.source, SourceRecord.customer_ref).in_(chunk)
+                select(SourceRecord.source, SourceRecord.customer_ref, SourceRecord.customer_id).join(
+                    keys,
+                    and_(SourceRecord.source == keys.c.source, SourceRecord.customer_ref == keys.c.customer_ref),
                 )
             )
             links.update({(r.source, r.customer_ref): r.customer_id for r in rows})
@@ -304,8 +320,11 @@ class ProfileStore:
         wanted = sorted(set(keys))
         found: dict[SourceRef, AccountState] = {}
         for chunk in _chunks(wanted, CHUNK):
+            chosen = _pairs(chunk, "source", "account_ref")
             rows = await self.session.execute(
-                select(Account).where(tuple_(Account.source, Account.account_ref).in_(chunk))
+                select(Account).join(
+                    chosen, and_(Account.source == chosen.c.source, Account.account_ref == chosen.c.account_ref)
+                )
             )
             for account in rows.scalars():
                 found[(account.source, account.account_ref)] = _account_state(account)
@@ -403,28 +422,31 @@ class ProfileStore:
         """Each account's end-of-day balances from `since` to `until`, plus the last one before `since`."""
         wanted = sorted(set(keys))
         history: dict[SourceRef, list[tuple[date, Decimal]]] = {key: [] for key in wanted}
-        key_of = tuple_(DailyBalance.source, DailyBalance.account_ref)
         for chunk in _chunks(wanted, CHUNK):
-            recent = select(DailyBalance).where(
-                key_of.in_(chunk), DailyBalance.business_date >= since, DailyBalance.business_date <= until
+            # Per account, through the primary key: the newest day before `since` and the days
+            # from `since` to `until`.
+            rows = await self.session.execute(
+                text(
+                    "SELECT k.source, k.account_ref, d.business_date, d.balance "
+                    "FROM unnest(:sources, :account_refs) AS k(source, account_ref) "
+                    "CROSS JOIN LATERAL ("
+                    "  (SELECT business_date, balance FROM profile.daily_balances b "
+                    "   WHERE b.source = k.source AND b.account_ref = k.account_ref AND b.business_date < :since "
+                    "   ORDER BY b.business_date DESC LIMIT 1) "
+                    "  UNION ALL "
+                    "  (SELECT business_date, balance FROM profile.daily_balances b "
+                    "   WHERE b.source = k.source AND b.account_ref = k.account_ref "
+                    "   AND b.business_date BETWEEN :since AND :until)"
+                    ") d"
+                ).bindparams(
+                    bindparam("sources", [key[0] for key in chunk], type_=ARRAY(String)),
+                    bindparam("account_refs", [key[1] for key in chunk], type_=ARRAY(String)),
+                    bindparam("since", since, type_=Date),
+                    bindparam("until", until, type_=Date),
+                )
             )
-            newest_before = (
-                select(DailyBalance.source, DailyBalance.account_ref, func.max(DailyBalance.business_date).label("day"))
-                .where(key_of.in_(chunk), DailyBalance.business_date < since)
-                .group_by(DailyBalance.source, DailyBalance.account_ref)
-                .subquery()
-            )
-            before = select(DailyBalance).join(
-                newest_before,
-                and_(
-                    DailyBalance.source == newest_before.c.source,
-                    DailyBalance.account_ref == newest_before.c.account_ref,
-                    DailyBalance.business_date == newest_before.c.day,
-                ),
-            )
-            for stmt in (before, recent):
-                for row in (await self.session.execute(stmt)).scalars():
-                    history[(row.source, row.account_ref)].append((row.business_date, row.balance))
+            for source, account_ref, day, balance in rows:
+                history[(source, account_ref)].append((day, balance))
         return history
 
     async def upsert_rates(self, rates: Mapping[str, tuple[Decimal, datetime]]) -> None:

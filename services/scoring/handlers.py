@@ -19,6 +19,7 @@ class ScoringHandler:
         store = ScoringStore(ctx.session)
         now = ctx.clock.now()
         latest: dict[str, Subject] = {}
+        merges: list[tuple[str, str]] = []
         for event in events:
             data = event.data
             if isinstance(data, ProfileUpdated):
@@ -28,12 +29,15 @@ class ScoringHandler:
                     latest[data.customer_id] = Subject(data, at, event)
             elif isinstance(data, CustomerMerged):
                 latest.pop(data.merged_customer_id, None)
-                await store.merge(data.merged_customer_id, data.surviving_customer_id, now)
+                merges.append((data.merged_customer_id, data.surviving_customer_id))
             elif isinstance(data, CustomerErased):
                 # The profile of this batch may still carry personal data: assess first, then erase.
+                await store.merge(merges, now)
+                merges = []
                 await self._assess(ctx, store, latest)
                 latest = {}
                 await store.erase(data.customer_id)
+        await store.merge(merges, now)
         await self._assess(ctx, store, latest)
 
     async def _assess(self, ctx: BatchContext, store: ScoringStore, latest: dict[str, Subject]) -> None:

@@ -84,6 +84,7 @@ class MergedCustomer(Base):
     answer with the survivor's, and a late profile event for it is ignored."""
 
     __tablename__ = "merged_customers"
+    __table_args__ = (Index("ix_merged_customers_merged_into", "merged_into"),)
 
     customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
     merged_into: Mapped[str] = mapped_column(Text)

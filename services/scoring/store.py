@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -96,18 +96,26 @@ class ScoringStore:
         )
         return {cid: into for cid, into in rows}
 
-    async def merge(self, merged: str, survivor: str, at: datetime) -> None:
-        """The merged customer has no tier of its own any more; earlier redirects follow to the survivor."""
+    async def merge(self, merges: Sequence[tuple[str, str]], at: datetime) -> None:
+        """Each `(merged, survivor)`, in order: the merged customer has no tier of its own any more;
+        earlier redirects follow to the survivor. One executemany per statement for all of them."""
+        if not merges:
+            return
         await self.session.execute(
-            pg_insert(MergedCustomer)
-            .values(customer_id=merged, merged_into=survivor, merged_at=at)
-            .on_conflict_do_nothing()
+            pg_insert(MergedCustomer).on_conflict_do_nothing(),
+            [{"customer_id": merged, "merged_into": survivor, "merged_at": at} for merged, survivor in merges],
         )
+        redirects: Any = MergedCustomer.__table__  # Core: an ORM update with a list is a bulk update by key
         await self.session.execute(
-            update(MergedCustomer).where(MergedCustomer.merged_into == merged).values(merged_into=survivor)
+            update(redirects)
+            .where(redirects.c.merged_into == bindparam("b_merged"))
+            .values(merged_into=bindparam("b_survivor")),
+            [{"b_merged": merged, "b_survivor": survivor} for merged, survivor in merges],
         )
         for model in (CustomerTier, CustomerScore):
-            await self.session.execute(delete(model).where(model.customer_id == merged))
+            await self.session.execute(
+                delete(model).where(model.customer_id.in_(sorted({merged for merged, _ in merges})))
+            )
 
     async def erase(self, customer_id: str) -> None:
         """Drop the personal fields of the stored profile; tiers, scores and figures stay."""
