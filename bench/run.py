@@ -96,6 +96,26 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds(pgdata: Path) -> float:
+    """CPU time of the PostgreSQL server's backends and workers (the children of its postmaster)."""
+    postmaster = Path(pgdata, "postmaster.pid").read_text().split()[0]
+    used = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if fields[1] == postmaster:
+                used += cpu_seconds(int(stat.parent.name))
+        except (OSError, IndexError):
+            continue  # ended while we looked
+    return used
+
+
 def scrape(url: str) -> dict[str, float]:
     """Metric name (with labels) -> value, from a service's /metrics."""
     found: dict[str, float] = {}
@@ -343,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         env["C360_GATEWAY__RATE_LIMIT_PER_MINUTE"] = "10000000"
         env["C360_LOG_LEVEL"] = "WARNING"
         processes = ServiceProcesses(env, ports, log_dir=work / "logs")
+        postgres_cpu_before = postgres_cpu_seconds(work / "pgdata")
         replay_started = time.perf_counter()
         processes.start()
         processes.wait_healthy(timeout_s=120)
@@ -378,6 +399,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"(**{rate:,.0f} events/s**, {rate / limit:.0%} of min(a, b)); every tier settled and the "
                 f"tier-distribution report equal to the ground truth band by band after {scoring_done:.1f} s."
             )
+        replay_s = time.perf_counter() - replay_started
+        used = {name: cpu_seconds(processes.processes[name].pid) for name in ports}
+        used["PostgreSQL"] = postgres_cpu_seconds(work / "pgdata") - postgres_cpu_before
+        report.add(
+            f"- CPU used during the replay ({replay_s:.0f} s, {os.cpu_count()} cores): "
+            + ", ".join(f"{n} {s:.1f} s" for n, s in used.items())
+            + f"; {sum(used.values()) / len(events) * 1000:.2f} ms of CPU per inbound event in all."
+        )
         memory = {name: peak_rss_mib(processes.processes[name].pid) for name in ports}
         report.add("- Peak resident memory: " + ", ".join(f"{n} {m:,.0f} MiB" for n, m in memory.items()) + ".")
 

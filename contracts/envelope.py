@@ -43,19 +43,26 @@ class CloudEvent(BaseModel):
         id: str | None = None,
         time: datetime | None = None,
         **extensions: Any,
-    ) -> Self:
-        """Wrap `data` (dumped in JSON mode) in an envelope with a fresh id and the current time."""
-        return cls.model_validate(
-            {
-                **extensions,
-                "specversion": "1.0",
-                "id": id if id is not None else str(uuid4()),
-                "source": source,
-                "type": type_,
-                "time": time if time is not None else datetime.now(UTC),
-                "subject": subject,
-                "data": data.model_dump(mode="json"),
-            }
+    ) -> CloudEvent:
+        """Wrap `data` (dumped in JSON mode) in an envelope with a fresh id and the current time.
+
+        `data` is a validated model and the rest is the caller's own, so the envelope is built
+        without validating it again (this runs for every event a service publishes); what could
+        still be wrong is checked here."""
+        if not source or not type_:
+            raise ValueError("an event needs a source and a type")
+        if time is not None and time.utcoffset() is None:
+            raise ValueError("an event's time must be timezone-aware")
+        return cls.model_construct(
+            **extensions,
+            specversion="1.0",
+            id=id if id is not None else str(uuid4()),
+            source=source,
+            type=type_,
+            time=time if time is not None else datetime.now(UTC),
+            subject=subject,
+            datacontenttype="application/json",
+            data=data.model_dump(mode="json"),
         )
 
     def to_bytes(self) -> bytes:

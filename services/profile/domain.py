@@ -217,13 +217,15 @@ def daily_aum(
         history = balances.get((account.source, account.account_ref), ())
         if not history:
             continue
-        for offset, value in enumerate(carried_forward(history, today, days)):
-            day = start + timedelta(days=offset)
-            if account.closed_on is not None and day >= account.closed_on:
-                break
-            amount = to_cny(value, account.currency, rates)
-            if amount is not None:
-                totals[offset] += _owned_cny(account.product, amount)[0]
+        counted = days if account.closed_on is None else max(0, min(days, (account.closed_on - start).days))
+        owned: dict[Decimal, Decimal | None] = {}  # a balance is carried for days: convert it once
+        for offset, value in enumerate(carried_forward(history, today, days)[:counted]):
+            if value not in owned:
+                amount = to_cny(value, account.currency, rates)
+                owned[value] = None if amount is None else _owned_cny(account.product, amount)[0]
+            share = owned[value]
+            if share is not None:
+                totals[offset] += share
     return [(start + timedelta(days=i), v.quantize(CENT, ROUND_HALF_EVEN)) for i, v in enumerate(totals)]
 
 
