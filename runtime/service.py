@@ -107,14 +107,20 @@ class ServiceRuntime:
         return checks
 
 
-def get_runtime(request: Request) -> ServiceRuntime:
+def runtime_of(request: Request) -> ServiceRuntime:
     runtime: ServiceRuntime = request.app.state.runtime
     return runtime
 
 
+async def get_runtime(request: Request) -> ServiceRuntime:
+    """The service's runtime as a dependency. Async on purpose: FastAPI runs a plain `def`
+    dependency in its thread pool, a thread hand-off on every request for a dictionary lookup."""
+    return runtime_of(request)
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """A request-scoped session in one transaction, committed when the route returns."""
-    async with transaction(get_runtime(request).sessions) as session:
+    async with transaction(runtime_of(request).sessions) as session:
         yield session
 
 

@@ -60,7 +60,7 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"description": text[s], "model": Problem} for s in (401, 429, *statuses)}
 
 
-def upstreams(runtime: RuntimeDep) -> Upstreams:
+async def upstreams(runtime: RuntimeDep) -> Upstreams:
     clients: Upstreams = runtime.extras["upstreams"]
     return clients
 
