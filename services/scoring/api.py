@@ -13,7 +13,7 @@ from contracts import ScoreReason
 from runtime.errors import NotFound
 from runtime.service import SessionDep
 from services.scoring.assessor import Assessor, reasons_of
-from services.scoring.policy import TierState, watch_ends
+from services.scoring.policy import TierPolicy, TierState, watch_ends
 from services.scoring.store import DistributionRow, ScoringStore
 
 router = APIRouter(prefix="/internal", tags=["tiers and scores"])
@@ -81,14 +81,18 @@ def assessor_of(request: Request) -> Assessor:
     return assessor
 
 
-@router.get("/customers/{customer_id}/tier", response_model=TierView, summary="A customer's tier, watch and history")
-async def get_tier(customer_id: str, session: SessionDep, request: Request) -> TierView:
-    policy = assessor_of(request).policy
-    store = ScoringStore(session)
-    answered = await store.resolve(customer_id)
+class StandingView(BaseModel):
+    """A customer's tier and scores in one answer, for the gateway's customer view."""
+
+    customer_id: str = Field(description="The customer answered for: the survivor when the id asked was merged.")
+    tier: TierView | None = Field(description="Null while the customer has no tier yet.")
+    scores: ScoresView | None = Field(description="Null while the customer has no scores yet.")
+
+
+async def _tier_view(store: ScoringStore, policy: TierPolicy, answered: str) -> TierView | None:
     row = await store.tier(answered)
     if row is None:
-        raise NotFound(f"no tier for customer {customer_id}")
+        return None
     history = await store.history([answered, *await store.absorbed(answered)])
     rule = policy.find(row.tier)
     ends = watch_ends(policy, TierState(row.tier, row.since, row.watch_since))
@@ -111,13 +115,10 @@ async def get_tier(customer_id: str, session: SessionDep, request: Request) -> T
     )
 
 
-@router.get("/customers/{customer_id}/scores", response_model=ScoresView, summary="A customer's scores and reasons")
-async def get_scores(customer_id: str, session: SessionDep) -> ScoresView:
-    store = ScoringStore(session)
-    answered = await store.resolve(customer_id)
+async def _scores_view(store: ScoringStore, answered: str) -> ScoresView | None:
     row = await store.score(answered)
     if row is None:
-        raise NotFound(f"no scores for customer {customer_id}")
+        return None
     return ScoresView(
         customer_id=answered,
         value_score=row.value_score,
@@ -125,6 +126,41 @@ async def get_scores(customer_id: str, session: SessionDep) -> ScoresView:
         risk_flags=list(row.risk_flags),
         reasons=reasons_of(row),
         computed_at=row.computed_at,
+    )
+
+
+@router.get("/customers/{customer_id}/tier", response_model=TierView, summary="A customer's tier, watch and history")
+async def get_tier(customer_id: str, session: SessionDep, request: Request) -> TierView:
+    store = ScoringStore(session)
+    view = await _tier_view(store, assessor_of(request).policy, await store.resolve(customer_id))
+    if view is None:
+        raise NotFound(f"no tier for customer {customer_id}")
+    return view
+
+
+@router.get("/customers/{customer_id}/scores", response_model=ScoresView, summary="A customer's scores and reasons")
+async def get_scores(customer_id: str, session: SessionDep) -> ScoresView:
+    store = ScoringStore(session)
+    view = await _scores_view(store, await store.resolve(customer_id))
+    if view is None:
+        raise NotFound(f"no scores for customer {customer_id}")
+    return view
+
+
+@router.get(
+    "/customers/{customer_id}/standing",
+    response_model=StandingView,
+    summary="A customer's tier and scores together",
+    description="What `/tier` and `/scores` answer, in one call and one transaction; either is null "
+    "while the customer has none.",
+)
+async def get_standing(customer_id: str, session: SessionDep, request: Request) -> StandingView:
+    store = ScoringStore(session)
+    answered = await store.resolve(customer_id)
+    return StandingView(
+        customer_id=answered,
+        tier=await _tier_view(store, assessor_of(request).policy, answered),
+        scores=await _scores_view(store, answered),
     )
 
 
