@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from contracts import ScoreReason
 from runtime.errors import NotFound
-from runtime.service import SessionDep
+from runtime.service import ReadSessionDep, SessionDep
 from services.scoring.assessor import Assessor, reasons_of
 from services.scoring.policy import TierPolicy, TierState, watch_ends
 from services.scoring.store import DistributionRow, ScoringStore
@@ -130,7 +130,7 @@ async def _scores_view(store: ScoringStore, answered: str) -> ScoresView | None:
 
 
 @router.get("/customers/{customer_id}/tier", response_model=TierView, summary="A customer's tier, watch and history")
-async def get_tier(customer_id: str, session: SessionDep, request: Request) -> TierView:
+async def get_tier(customer_id: str, session: ReadSessionDep, request: Request) -> TierView:
     store = ScoringStore(session)
     view = await _tier_view(store, assessor_of(request).policy, await store.resolve(customer_id))
     if view is None:
@@ -139,7 +139,7 @@ async def get_tier(customer_id: str, session: SessionDep, request: Request) -> T
 
 
 @router.get("/customers/{customer_id}/scores", response_model=ScoresView, summary="A customer's scores and reasons")
-async def get_scores(customer_id: str, session: SessionDep) -> ScoresView:
+async def get_scores(customer_id: str, session: ReadSessionDep) -> ScoresView:
     store = ScoringStore(session)
     view = await _scores_view(store, await store.resolve(customer_id))
     if view is None:
@@ -154,7 +154,7 @@ async def get_scores(customer_id: str, session: SessionDep) -> ScoresView:
     description="What `/tier` and `/scores` answer, in one call and one transaction; either is null "
     "while the customer has none.",
 )
-async def get_standing(customer_id: str, session: SessionDep, request: Request) -> StandingView:
+async def get_standing(customer_id: str, session: ReadSessionDep, request: Request) -> StandingView:
     store = ScoringStore(session)
     answered = await store.resolve(customer_id)
     return StandingView(
