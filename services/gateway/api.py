@@ -60,7 +60,7 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"description": text[s], "model": Problem} for s in (401, 429, *statuses)}
 
 
-def upstreams(runtime: RuntimeDep) -> Upstreams:
+async def upstreams(runtime: RuntimeDep) -> Upstreams:
     clients: Upstreams = runtime.extras["upstreams"]
     return clients
 
@@ -138,7 +138,9 @@ async def get_customer(
     customer_id: CustomerId, principal: PrincipalDep, runtime: RuntimeDep, clients: UpstreamsDep
 ) -> Customer360:
     require(principal, *READERS)
-    call = customer_360(clients, principal, f"/internal/customers/{customer_id}", runtime.extras["unmasked_roles"])
+    call = customer_360(
+        clients, principal, f"/internal/customers/{customer_id}", runtime.extras["unmasked_roles"], customer_id
+    )
     return await audited(
         runtime,
         principal,

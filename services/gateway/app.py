@@ -10,6 +10,7 @@ from services.gateway.auth import RateLimiter
 from services.gateway.clients import ServiceClient, Upstreams
 from services.gateway.models import Base
 from services.gateway.settings import GatewaySettings
+from services.gateway.store import AuditWriter
 
 NAME = "gateway"
 TAGS = [
@@ -61,6 +62,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         runtime.extras["rate_limiter"] = RateLimiter(config.rate_limit_per_minute)
         runtime.extras["max_events_per_request"] = config.max_events_per_request
         runtime.extras["large_transaction_cny"] = config.large_transaction_cny
+        runtime.extras["audit_writer"] = AuditWriter(runtime)
 
     async def on_stop(runtime: ServiceRuntime) -> None:
         await runtime.extras["upstreams"].close()

@@ -8,6 +8,7 @@ is answered exactly like a missing one.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -181,23 +182,50 @@ async def scoped_customer(
     if profile is None:
         raise NotFound("customer not found")
     engagement = await upstreams.engagement.get(f"/internal/customers/{profile['customer_id']}")
+    return profile, _in_scope(principal, profile, engagement)
+
+
+def _in_scope(principal: Principal, profile: dict[str, Any], engagement: dict[str, Any] | None) -> dict[str, Any]:
+    """The engagement view (empty when engagement does not know the customer yet) once the caller
+    is known to be allowed to see this customer; NotFound, exactly as for a missing one, otherwise."""
     engagement = engagement or {"rm_id": None, "open_tasks": []}
     if not in_scope(principal, profile.get("branch_id"), engagement.get("rm_id")):
         ACCESS_REFUSED.labels("out_of_scope").inc()
         raise NotFound("customer not found")
-    return profile, engagement
+    return engagement
 
 
 async def customer_360(
-    upstreams: Upstreams, principal: Principal, profile_path: str, unmasked_roles: list[str]
+    upstreams: Upstreams,
+    principal: Principal,
+    profile_path: str,
+    unmasked_roles: list[str],
+    customer_id: str | None = None,
 ) -> Customer360:
-    """Assemble the view; a customer out of the caller's scope is reported as not found."""
-    profile, engagement = await scoped_customer(upstreams, principal, profile_path)
-    customer_id = profile["customer_id"]
-    tier, scores = await asyncio.gather(
-        upstreams.scoring.get(f"/internal/customers/{customer_id}/tier"),
-        upstreams.scoring.get(f"/internal/customers/{customer_id}/scores"),
-    )
+    """Assemble the view; a customer out of the caller's scope is reported as not found.
+
+    Profile says who the customer is (a by-ref lookup, or the survivor of a merge); engagement
+    and scoring are then asked at once. When the golden id is already known (`customer_id`) the
+    three are asked at once, and the other two again if profile answers for a survivor. Answers
+    are looked at in the order profile, engagement (scope), scoring, so a failure of one service
+    tells an out-of-scope caller nothing more than before.
+    """
+    asked = customer_id
+    if asked is None:
+        profile = await upstreams.profile.get(profile_path)
+        others: Sequence[Any] = ()
+    else:
+        profile, *others = await asyncio.gather(
+            upstreams.profile.get(profile_path), *_engagement_and_standing(upstreams, asked), return_exceptions=True
+        )
+    if profile is None:
+        raise NotFound("customer not found")
+    customer_id = str(_answered(profile)["customer_id"])
+    if asked != customer_id:
+        others = await asyncio.gather(*_engagement_and_standing(upstreams, customer_id), return_exceptions=True)
+    engagement = _in_scope(principal, profile, _answered(others[0]))
+    standing = _answered(others[1]) or {}
+    tier, scores = standing.get("tier"), standing.get("scores")
     clear = can_see_clear(principal.role.value, unmasked_roles)
     return Customer360(
         customer_id=customer_id,
@@ -220,6 +248,20 @@ async def customer_360(
         accounts=[AccountOut.model_validate(a) for a in profile["accounts"]],
         open_tasks=[TaskOut.model_validate(t) for t in engagement["open_tasks"]],
         freshness=FreshnessOut(profile_updated_at=profile["updated_at"], last_event_at=profile["last_event_at"]),
+    )
+
+
+def _answered(result: Any) -> Any:
+    """A result of `asyncio.gather(..., return_exceptions=True)`, or the error it holds, raised."""
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _engagement_and_standing(upstreams: Upstreams, customer_id: str) -> tuple[Awaitable[Any], Awaitable[Any]]:
+    return (
+        upstreams.engagement.get(f"/internal/customers/{customer_id}"),
+        upstreams.scoring.get(f"/internal/customers/{customer_id}/standing"),
     )
 
 

@@ -630,8 +630,13 @@ class ProfileStore:
         return current
 
     async def customer_by_ref(self, source: str, customer_ref: str) -> Customer | None:
-        record = await self.session.get(SourceRecord, (source, customer_ref))
-        return None if record is None else await self.customer(record.customer_id)
+        """The customer a source record belongs to (one statement), following merge redirects."""
+        found = await self.session.scalar(
+            select(Customer)
+            .join(SourceRecord, SourceRecord.customer_id == Customer.customer_id)
+            .where(SourceRecord.source == source, SourceRecord.customer_ref == customer_ref)
+        )
+        return await self.customer(found.customer_id) if found is not None and found.merged_into else found
 
     async def source_records(self, customer_id: str) -> Sequence[SourceRecord]:
         rows = await self.session.execute(

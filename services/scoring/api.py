@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
+from sqlalchemy import Row
 
 from contracts import ScoreReason
 from runtime.errors import NotFound
-from runtime.service import SessionDep
-from services.scoring.assessor import Assessor, reasons_of
-from services.scoring.policy import TierState, watch_ends
+from runtime.service import ReadSessionDep, SessionDep
+from services.scoring.assessor import Assessor
+from services.scoring.models import CustomerScore, CustomerTier
+from services.scoring.policy import TierPolicy, TierState, watch_ends
 from services.scoring.store import DistributionRow, ScoringStore
 
 router = APIRouter(prefix="/internal", tags=["tiers and scores"])
@@ -36,7 +39,7 @@ class WatchView(BaseModel):
     downgrade_at: datetime = Field(description="When the downgrade takes effect unless the measure climbs back.")
 
 
-class TierView(BaseModel):
+class TierSummary(BaseModel):
     customer_id: str = Field(description="The customer answered for: the survivor when the id asked was merged.")
     tier: str
     since: datetime = Field(description="When the customer entered the tier.")
@@ -46,6 +49,9 @@ class TierView(BaseModel):
     aum_avg_30d_cny: Decimal
     rm_grade: str | None = Field(description="The RM grade the tier needs; null when the branch serves it.")
     watch: WatchView | None = Field(description="Set while the customer is on watch (the exit mechanism).")
+
+
+class TierView(TierSummary):
     history: list[TierChangeView] = Field(description="Tier changes and watch periods, newest first.")
 
 
@@ -81,15 +87,15 @@ def assessor_of(request: Request) -> Assessor:
     return assessor
 
 
-@router.get("/customers/{customer_id}/tier", response_model=TierView, summary="A customer's tier, watch and history")
-async def get_tier(customer_id: str, session: SessionDep, request: Request) -> TierView:
-    policy = assessor_of(request).policy
-    store = ScoringStore(session)
-    answered = await store.resolve(customer_id)
-    row = await store.tier(answered)
-    if row is None:
-        raise NotFound(f"no tier for customer {customer_id}")
-    history = await store.history([answered, *await store.absorbed(answered)])
+class StandingView(BaseModel):
+    """A customer's tier and scores in one answer, for the gateway's customer view."""
+
+    customer_id: str = Field(description="The customer answered for: the survivor when the id asked was merged.")
+    tier: TierSummary | None = Field(description="Null while the customer has no tier yet; without the history.")
+    scores: ScoresView | None = Field(description="Null while the customer has no scores yet.")
+
+
+def _tier_summary(policy: TierPolicy, answered: str, row: CustomerTier | Row[Any]) -> TierSummary:
     rule = policy.find(row.tier)
     ends = watch_ends(policy, TierState(row.tier, row.since, row.watch_since))
     watch = (
@@ -97,7 +103,7 @@ async def get_tier(customer_id: str, session: SessionDep, request: Request) -> T
         if row.watch_since is not None and ends is not None
         else None
     )
-    return TierView(
+    return TierSummary(
         customer_id=answered,
         tier=row.tier,
         since=row.since,
@@ -107,24 +113,58 @@ async def get_tier(customer_id: str, session: SessionDep, request: Request) -> T
         aum_avg_30d_cny=row.aum_avg_30d_cny,
         rm_grade=rule.rm_grade if rule else None,
         watch=watch,
-        history=[TierChangeView.model_validate(h, from_attributes=True) for h in history],
     )
 
 
-@router.get("/customers/{customer_id}/scores", response_model=ScoresView, summary="A customer's scores and reasons")
-async def get_scores(customer_id: str, session: SessionDep) -> ScoresView:
-    store = ScoringStore(session)
-    answered = await store.resolve(customer_id)
-    row = await store.score(answered)
-    if row is None:
-        raise NotFound(f"no scores for customer {customer_id}")
+def _scores_view(answered: str, row: CustomerScore | Row[Any]) -> ScoresView:
     return ScoresView(
         customer_id=answered,
         value_score=row.value_score,
         churn_risk=row.churn_risk,
         risk_flags=list(row.risk_flags),
-        reasons=reasons_of(row),
+        reasons=[ScoreReason.model_validate(r) for r in row.reasons],
         computed_at=row.computed_at,
+    )
+
+
+@router.get("/customers/{customer_id}/tier", response_model=TierView, summary="A customer's tier, watch and history")
+async def get_tier(customer_id: str, session: ReadSessionDep, request: Request) -> TierView:
+    store = ScoringStore(session)
+    answered = await store.resolve(customer_id)
+    row = await store.tier(answered)
+    if row is None:
+        raise NotFound(f"no tier for customer {customer_id}")
+    history = await store.history([answered, *await store.absorbed(answered)])
+    return TierView(
+        **dict(_tier_summary(assessor_of(request).policy, answered, row)),
+        history=[TierChangeView.model_validate(h, from_attributes=True) for h in history],
+    )
+
+
+@router.get("/customers/{customer_id}/scores", response_model=ScoresView, summary="A customer's scores and reasons")
+async def get_scores(customer_id: str, session: ReadSessionDep) -> ScoresView:
+    store = ScoringStore(session)
+    answered = await store.resolve(customer_id)
+    row = await store.score(answered)
+    if row is None:
+        raise NotFound(f"no scores for customer {customer_id}")
+    return _scores_view(answered, row)
+
+
+@router.get(
+    "/customers/{customer_id}/standing",
+    response_model=StandingView,
+    summary="A customer's tier and scores together",
+    description="What `/tier` (without the history) and `/scores` answer, in one call and one statement; "
+    "either is null while the customer has none.",
+)
+async def get_standing(customer_id: str, session: ReadSessionDep, request: Request) -> StandingView:
+    row = await ScoringStore(session).standing(customer_id)
+    answered = row.customer_id
+    return StandingView(
+        customer_id=answered,
+        tier=_tier_summary(assessor_of(request).policy, answered, row) if row.tier_of is not None else None,
+        scores=_scores_view(answered, row) if row.scores_of is not None else None,
     )
 
 

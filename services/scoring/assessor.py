@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from contracts import ProfileUpdated, ScoreReason, ScoreUpdated, TierChanged
+from contracts import ProfileUpdated, ScoreUpdated, TierChanged
 from runtime.consumer import BatchContext, ConsumedEvent
 from services.scoring.models import CustomerScore, CustomerTier
 from services.scoring.policy import TierPolicy, TierState, assess
@@ -155,7 +155,3 @@ class Assessor:
                 published_at=now,
             )
         return row
-
-
-def reasons_of(row: CustomerScore) -> list[ScoreReason]:
-    return [ScoreReason.model_validate(r) for r in row.reasons]

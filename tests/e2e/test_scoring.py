@@ -137,6 +137,10 @@ async def test_a_complaint_raises_churn_risk_with_a_reason_an_rm_can_read(platfo
             ],
         )
         upset = poll(lambda: client.get(f"/internal/customers/{cid}/scores"), lambda r: r.json()["churn_risk"] == 0.2)
+        standing = client.get(f"/internal/customers/{cid}/standing").json()
+        tier = client.get(f"/internal/customers/{cid}/tier").json()
+    assert standing["scores"] == upset
+    assert standing["tier"] == {k: v for k, v in tier.items() if k != "history"}
     assert upset["churn_risk"] == 0.2
     assert {"score": "churn", "factor": "complaints", "contribution": 0.2, "text": "2 open complaints"} in upset[
         "reasons"

@@ -167,6 +167,33 @@ async def test_a_merged_customer_answers_with_the_survivor_and_leaves_the_distri
     assert after["affluent"] == before["affluent"] - 1
 
 
+async def test_the_standing_answers_for_the_survivor_with_its_tier_and_scores_in_one_read(scoring: Scoring) -> None:
+    survivor, merged, unknown = unique_ref("S"), unique_ref("M"), unique_ref("U")
+    now = scoring.clock.now()
+    await scoring.consume(profile_updated(survivor, "250000.00", at=now), profile_updated(merged, "70000.00", at=now))
+    merge = CustomerMerged(surviving_customer_id=survivor, merged_customer_id=merged, reason="same resident id")
+    await scoring.consume(build_event(merge, source="profile", time=now))
+    async with scoring.store() as store:
+        standing = await store.standing(merged)
+        tier, score = await store.tier(survivor), await store.score(survivor)
+        nothing = await store.standing(unknown)
+    assert tier is not None
+    assert score is not None
+    assert (standing.customer_id, standing.tier_of, standing.scores_of) == (survivor, survivor, survivor)
+    assert (standing.tier, standing.since, standing.watch_since, standing.measure_cny) == (
+        tier.tier,
+        tier.since,
+        tier.watch_since,
+        tier.measure_cny,
+    )
+    assert (standing.value_score, standing.churn_risk, standing.reasons) == (
+        score.value_score,
+        score.churn_risk,
+        score.reasons,
+    )
+    assert (nothing.customer_id, nothing.tier_of, nothing.scores_of) == (unknown, None, None)
+
+
 async def test_erasure_drops_the_birth_date_and_keeps_the_figures(scoring: Scoring) -> None:
     cid = unique_ref("C")
     now = scoring.clock.now()
