@@ -78,7 +78,6 @@ class ServiceRuntime:
     producer: AIOKafkaProducer
     relay: OutboxRelay
     consumer: BatchConsumer | None
-    read_sessions: async_sessionmaker[AsyncSession] | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
     jobs: dict[str, JobRunner] = field(default_factory=dict)
@@ -125,21 +124,11 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """A request-scoped session for a route that only reads, with no transaction around it: each
-    statement sees what was committed when it started, as under READ COMMITTED in a transaction,
-    without the BEGIN and COMMIT round trips. Writing through it is a mistake: nothing commits."""
-    runtime = runtime_of(request)
-    async with (runtime.read_sessions or runtime.sessions)() as session:
-        yield session
-
-
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 # `scope="function"`: the transaction commits when the route returns and before the response is
 # sent, so a client that got a 2xx reads what it wrote, and a failed commit is an error response,
 # never a success. (FastAPI's default runs this teardown after the response has gone out.)
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
 
 
 async def get_publisher(session: SessionDep, runtime: RuntimeDep) -> AsyncIterator[BatchContext]:
@@ -198,7 +187,6 @@ def build_lifespan(spec: ServiceSpec) -> Callable[[FastAPI], contextlib.Abstract
                 on_committed=relay.wake,
             )
         runtime = ServiceRuntime(spec, engine, sessions, producer, relay, consumer)
-        runtime.read_sessions = session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
         runtime.jobs = {
             job.name: JobRunner(
                 service=spec.name,

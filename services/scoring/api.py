@@ -13,7 +13,7 @@ from sqlalchemy import Row
 
 from contracts import ScoreReason
 from runtime.errors import NotFound
-from runtime.service import ReadSessionDep, SessionDep
+from runtime.service import SessionDep
 from services.scoring.assessor import Assessor
 from services.scoring.models import CustomerScore, CustomerTier
 from services.scoring.policy import TierPolicy, TierState, watch_ends
@@ -128,7 +128,7 @@ def _scores_view(answered: str, row: CustomerScore | Row[Any]) -> ScoresView:
 
 
 @router.get("/customers/{customer_id}/tier", response_model=TierView, summary="A customer's tier, watch and history")
-async def get_tier(customer_id: str, session: ReadSessionDep, request: Request) -> TierView:
+async def get_tier(customer_id: str, session: SessionDep, request: Request) -> TierView:
     store = ScoringStore(session)
     answered = await store.resolve(customer_id)
     row = await store.tier(answered)
@@ -142,7 +142,7 @@ async def get_tier(customer_id: str, session: ReadSessionDep, request: Request) 
 
 
 @router.get("/customers/{customer_id}/scores", response_model=ScoresView, summary="A customer's scores and reasons")
-async def get_scores(customer_id: str, session: ReadSessionDep) -> ScoresView:
+async def get_scores(customer_id: str, session: SessionDep) -> ScoresView:
     store = ScoringStore(session)
     answered = await store.resolve(customer_id)
     row = await store.score(answered)
@@ -158,7 +158,7 @@ async def get_scores(customer_id: str, session: ReadSessionDep) -> ScoresView:
     description="What `/tier` (without the history) and `/scores` answer, in one call and one statement; "
     "either is null while the customer has none.",
 )
-async def get_standing(customer_id: str, session: ReadSessionDep, request: Request) -> StandingView:
+async def get_standing(customer_id: str, session: SessionDep, request: Request) -> StandingView:
     row = await ScoringStore(session).standing(customer_id)
     answered = row.customer_id
     return StandingView(
