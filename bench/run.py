@@ -194,6 +194,21 @@ async def upsert_rates(database_url: str, balances: Sequence[AccountBalance]) ->
         await conn.close()
 
 
+def drained(processes: ServiceProcesses, timeout_s: float) -> float | None:
+    """Seconds until no consumer group of the platform has lag left, two readings in a row
+    (services measure lag every few seconds); None if the backlog outlasts `timeout_s`."""
+    started = time.perf_counter()
+    clear = 0
+    while time.perf_counter() - started < timeout_s:
+        consumers = ("profile", "scoring", "engagement")
+        lag = sum(total(scrape(processes.url(name)), "c360_consumer_lag") for name in consumers)
+        clear = clear + 1 if lag == 0 else 0
+        if clear == 2:
+            return time.perf_counter() - started
+        time.sleep(3)
+    return None
+
+
 def settled(gateway: str, headers: dict[str, str], truth: GroundTruth) -> bool:
     report = httpx.get(gateway + "/v1/reports/tier-distribution", headers=headers, timeout=10).json()
     expected = truth.bands()
@@ -424,6 +439,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"background: {len(values)} of {args.probes} probes, p50 {percentile(values, 50):,.0f} ms, "
                 f"p95 {percentile(values, 95):,.0f} ms, p99 {percentile(values, 99):,.0f} ms."
             )
+        drain = drained(processes, timeout_s=args.timeout_s)
+        report.add(
+            f"- Backlog left by the background drained {drain:.0f} s after the latency run ended."
+            if drain is not None
+            else f"- Backlog left by the background not drained within {args.timeout_s:.0f} s: "
+            "the gateway load ran on a busy platform."
+        )
         refs = [t.customer_key for t in truth.customers]
         load = asyncio.run(gateway_load(gateway, headers, refs, args.gateway_seconds))
         report.add(
