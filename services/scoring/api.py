@@ -197,10 +197,8 @@ def _line(
 )
 async def tier_distribution(session: SessionDep, request: Request) -> TierDistribution:
     policy = assessor_of(request).policy
-    store = ScoringStore(session)
-    by_tier = {row.key: row for row in await store.distribution_by_tier()}
-    by_band = await store.distribution_by_band(policy.report_bands)
-    watching = await store.watch_counts()
+    found = await ScoringStore(session).distribution(policy.report_bands)
+    by_tier, by_band, watching = found.by_tier, found.by_band, found.watching
     customers = sum(row.customers for row in by_tier.values())
     aum = sum((row.aum_cny for row in by_tier.values()), Decimal("0.00"))
     tiers = [_line(t.name, t.floor, by_tier.get(t.name), customers, aum, watching.get(t.name, 0)) for t in policy.tiers]

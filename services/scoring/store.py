@@ -49,6 +49,18 @@ class DistributionRow:
     customers: int
     aum_cny: Decimal
 
+    def __add__(self, other: DistributionRow) -> DistributionRow:
+        return DistributionRow(self.key, self.customers + other.customers, self.aum_cny + other.aum_cny)
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Customers and AUM per tier and per band of current AUM, and per tier how many are on watch."""
+
+    by_tier: dict[str, DistributionRow]
+    by_band: dict[int, DistributionRow]
+    watching: dict[str, int]
+
 
 class ScoringStore:
     def __init__(self, session: AsyncSession) -> None:
@@ -220,28 +232,26 @@ class ScoringStore:
         )
         return list(rows.scalars())
 
-    async def distribution_by_tier(self) -> list[DistributionRow]:
-        rows = await self.session.execute(
-            select(CustomerTier.tier, func.count(), func.coalesce(func.sum(CustomerTier.aum_cny), 0)).group_by(
-                CustomerTier.tier
-            )
-        )
-        return [DistributionRow(tier, count, Decimal(aum)) for tier, count, aum in rows]
-
-    async def distribution_by_band(self, bands: Sequence[Decimal]) -> dict[int, DistributionRow]:
-        """Customers and AUM per band of current AUM; `bands` are the bands' lower bounds."""
+    async def distribution(self, bands: Sequence[Decimal]) -> Distribution:
+        """The tier-distribution report's figures in one scan of the tiers table (at branch scale a
+        scan per figure took longer than the gateway waits); `bands` are the bands' lower bounds."""
         band = case(
             *((CustomerTier.aum_cny >= floor, index) for index, floor in reversed(list(enumerate(bands)))), else_=0
         ).label("band")
         rows = await self.session.execute(
-            select(band, func.count(), func.coalesce(func.sum(CustomerTier.aum_cny), 0)).group_by(band)
+            select(
+                CustomerTier.tier,
+                band,
+                func.count(),
+                func.coalesce(func.sum(CustomerTier.aum_cny), 0),
+                func.count().filter(CustomerTier.watch_since.is_not(None)),
+            ).group_by(CustomerTier.tier, band)
         )
-        return {index: DistributionRow(str(index), count, Decimal(aum)) for index, count, aum in rows}
-
-    async def watch_counts(self) -> dict[str, int]:
-        rows = await self.session.execute(
-            select(CustomerTier.tier, func.count())
-            .where(CustomerTier.watch_since.is_not(None))
-            .group_by(CustomerTier.tier)
-        )
-        return {tier: count for tier, count in rows}
+        found = Distribution({}, {}, {})
+        for tier, index, count, aum, watching in rows:
+            cell = DistributionRow(tier, count, Decimal(aum))
+            found.by_tier[tier] = found.by_tier[tier] + cell if tier in found.by_tier else cell
+            cell = DistributionRow(str(index), count, Decimal(aum))
+            found.by_band[index] = found.by_band[index] + cell if index in found.by_band else cell
+            found.watching[tier] = found.watching.get(tier, 0) + watching
+        return found

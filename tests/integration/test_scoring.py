@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
 
@@ -155,12 +156,12 @@ async def test_a_merged_customer_answers_with_the_survivor_and_leaves_the_distri
     now = scoring.clock.now()
     await scoring.consume(profile_updated(survivor, "60000.00", at=now), profile_updated(merged, "70000.00", at=now))
     async with scoring.store() as store:
-        before = {row.key: row.customers for row in await store.distribution_by_tier()}
+        before = {key: row.customers for key, row in (await store.distribution([Decimal(0)])).by_tier.items()}
     merge = CustomerMerged(surviving_customer_id=survivor, merged_customer_id=merged, reason="same resident id")
     late = profile_updated(merged, "70000.00", at=now + timedelta(seconds=1))
     await scoring.consume(build_event(merge, source="profile", time=now), late)
     async with scoring.store() as store:
-        after = {row.key: row.customers for row in await store.distribution_by_tier()}
+        after = {key: row.customers for key, row in (await store.distribution([Decimal(0)])).by_tier.items()}
         assert await store.resolve(merged) == survivor
         assert await store.tier(merged) is None
         assert await store.absorbed(survivor) == [merged]
