@@ -11,10 +11,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform as host
 import random
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -28,9 +26,8 @@ import asyncpg  # type: ignore[import-untyped]
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from c360.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from bench.common import embedded_platform, machine, percentile, total_lag
 from c360.ops import produce_all
-from c360.platform import SERVICES, ServiceProcesses, create_topics, migrate_all, service_env
 from c360.simulate import GroundTruth, SyntheticBank
 from contracts import (
     BANK_ACCOUNTS,
@@ -45,8 +42,6 @@ from contracts import (
 )
 from runtime.kafka import header, make_producer
 from runtime.outbox import CORRELATION_HEADER
-from runtime.settings import development_secret
-from services.gateway.auth import Role, issue_token
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "benchmarks.md"
@@ -59,34 +54,6 @@ class Report:
     def add(self, text: str) -> None:
         print(text, flush=True)
         self.lines.append(text)
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    memory = next(
-        (line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")), "0"
-    )
-    head = ROOT / ".git" / "HEAD"
-    commit = ""
-    if head.exists():
-        ref = head.read_text().strip()
-        target = ROOT / ".git" / ref.removeprefix("ref: ") if ref.startswith("ref: ") else None
-        commit = (target.read_text() if target is not None and target.exists() else ref)[:7]
-    return (
-        f"{os.cpu_count()} x {cpu}, {int(memory) // 1024 // 1024} GiB RAM, Python {host.python_version()}, "
-        f"commit {commit.strip() or 'unknown'}"
-    )
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -194,15 +161,14 @@ async def upsert_rates(database_url: str, balances: Sequence[AccountBalance]) ->
         await conn.close()
 
 
-def drained(processes: ServiceProcesses, timeout_s: float) -> float | None:
-    """Seconds until no consumer group of the platform has lag left, two readings in a row
-    (services measure lag every few seconds); None if the backlog outlasts `timeout_s`."""
+def drained(bootstrap: str, timeout_s: float) -> float | None:
+    """Seconds until the platform's consumer groups have committed everything, two readings in a
+    row (a relay may still be publishing what the last batch wrote); None if the backlog outlasts
+    `timeout_s`."""
     started = time.perf_counter()
     clear = 0
     while time.perf_counter() - started < timeout_s:
-        consumers = ("profile", "scoring", "engagement")
-        lag = sum(total(scrape(processes.url(name)), "c360_consumer_lag") for name in consumers)
-        clear = clear + 1 if lag == 0 else 0
+        clear = clear + 1 if asyncio.run(total_lag(bootstrap)) == 0 else 0
         if clear == 2:
             return time.perf_counter() - started
         time.sleep(3)
@@ -210,7 +176,16 @@ def drained(processes: ServiceProcesses, timeout_s: float) -> float | None:
 
 
 def settled(gateway: str, headers: dict[str, str], truth: GroundTruth) -> bool:
-    report = httpx.get(gateway + "/v1/reports/tier-distribution", headers=headers, timeout=10).json()
+    """Whether the gateway's tier-distribution report equals the ground truth band by band; a
+    report the gateway could not give (a busy platform, a timeout) is not settled yet."""
+    try:
+        answer = httpx.get(gateway + "/v1/reports/tier-distribution", headers=headers, timeout=30)
+    except httpx.TimeoutException:
+        return False
+    if answer.status_code != 200:
+        print(f"tier-distribution report: {answer.status_code} {answer.text[:200]}", flush=True)
+        return False
+    report = answer.json()
     expected = truth.bands()
     return report["customers"] == len(truth.customers) and [
         (b["customers"], Decimal(b["aum_cny"])) for b in report["bands"]
@@ -329,28 +304,10 @@ async def latency_under_load(
     return {topic: [(at - sent[probe]) * 1000 for probe, at in found.items()] for topic, found in arrived.items()}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench")
-    parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--gateway-seconds", type=float, default=60)
-    parser.add_argument("--timeout-s", type=float, default=3600)
-    parser.add_argument("--probes", type=int, default=30)
-    parser.add_argument("--background-rate", type=int, default=1000)
-    args = parser.parse_args(argv)
-    report = Report()
-    report.add(f"\n## Run of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, scale {args.scale}\n")
-    report.add(f"Machine: {machine()}.\n")
-
-    work = Path(tempfile.mkdtemp(prefix="c360-bench-"))
-    postgres = EmbeddedPostgres(work / "pgdata", database="bench")
-    database_url = postgres.start()
-    broker = EmbeddedBroker(free_port(), work / "tansu.log")
-    bootstrap = broker.start()
-    processes: ServiceProcesses | None = None
-    try:
-        migrate_all(database_url)
-        create_topics(bootstrap, 6)
+def measure(args: argparse.Namespace, report: Report) -> None:
+    """Each benchmark in turn on one fresh platform, each line added to `report` as measured."""
+    with embedded_platform("bench") as platform:
+        bootstrap, database_url = platform.bootstrap, platform.database_url
         started = time.perf_counter()
         bank = SyntheticBank(seed=args.seed, scale=args.scale)
         truth = bank.truth()
@@ -372,20 +329,12 @@ def main(argv: list[str] | None = None) -> int:
             f"(naive, one transaction per row: {naive:,.0f} rows/s)."
         )
 
-        ports = {s.name: free_port() for s in SERVICES}
-        env = service_env(dict(os.environ), database_url=database_url, bootstrap_servers=bootstrap, ports=ports)
-        env["C360_DATA_DIR"] = str(work)
-        env["C360_GATEWAY__RATE_LIMIT_PER_MINUTE"] = "10000000"
-        env["C360_LOG_LEVEL"] = "WARNING"
-        processes = ServiceProcesses(env, ports, log_dir=work / "logs")
-        postgres_cpu_before = postgres_cpu_seconds(work / "pgdata")
+        processes = platform.services()
+        postgres_cpu_before = postgres_cpu_seconds(platform.work / "pgdata")
         replay_started = time.perf_counter()
         processes.start()
         processes.wait_healthy(timeout_s=120)
-        token = issue_token(
-            development_secret(work), subject="bench", role=Role.ADMIN, now=datetime.now(UTC), ttl=timedelta(hours=6)
-        )
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = platform.admin_headers("bench")
         gateway = processes.url("gateway")
         inbound = len(events)
         profile_done = scoring_done = None
@@ -415,14 +364,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"tier-distribution report equal to the ground truth band by band after {scoring_done:.1f} s."
             )
         replay_s = time.perf_counter() - replay_started
-        used = {name: cpu_seconds(processes.processes[name].pid) for name in ports}
-        used["PostgreSQL"] = postgres_cpu_seconds(work / "pgdata") - postgres_cpu_before
+        used = {name: cpu_seconds(process.pid) for name, process in processes.processes.items()}
+        used["PostgreSQL"] = postgres_cpu_seconds(platform.work / "pgdata") - postgres_cpu_before
         report.add(
             f"- CPU used during the replay ({replay_s:.0f} s, {os.cpu_count()} cores): "
             + ", ".join(f"{n} {s:.1f} s" for n, s in used.items())
             + f"; {sum(used.values()) / len(events) * 1000:.2f} ms of CPU per inbound event in all."
         )
-        memory = {name: peak_rss_mib(processes.processes[name].pid) for name in ports}
+        memory = {name: peak_rss_mib(process.pid) for name, process in processes.processes.items()}
         report.add("- Peak resident memory: " + ", ".join(f"{n} {m:,.0f} MiB" for n, m in memory.items()) + ".")
 
         current = [
@@ -439,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"background: {len(values)} of {args.probes} probes, p50 {percentile(values, 50):,.0f} ms, "
                 f"p95 {percentile(values, 95):,.0f} ms, p99 {percentile(values, 99):,.0f} ms."
             )
-        drain = drained(processes, timeout_s=args.timeout_s)
+        drain = drained(bootstrap, timeout_s=args.timeout_s)
         report.add(
             f"- Backlog left by the background drained {drain:.0f} s after the latency run ended."
             if drain is not None
@@ -453,14 +402,30 @@ def main(argv: list[str] | None = None) -> int:
             f"{load['rps']:,.0f} requests/s, p50 {load['p50_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms, "
             f"{int(load['errors'])} errors of {int(load['requests']):,}."
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench")
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--gateway-seconds", type=float, default=60)
+    parser.add_argument("--timeout-s", type=float, default=3600)
+    parser.add_argument("--probes", type=int, default=30)
+    parser.add_argument("--background-rate", type=int, default=1000)
+    args = parser.parse_args(argv)
+    report = Report()
+    report.add(f"\n## Run of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, scale {args.scale}\n")
+    report.add(f"Machine: {machine()}.\n")
+
+    try:
+        measure(args, report)
+    except BaseException as exc:
+        report.add(f"- The run stopped early ({type(exc).__name__}: {exc}); the lines above are what it measured.")
+        raise
     finally:
-        if processes is not None:
-            processes.stop()
-        broker.stop()
-        postgres.stop()
-    with RESULTS.open("a") as out:
-        out.write("\n".join(report.lines) + "\n")
-    print(f"appended to {RESULTS}")
+        with RESULTS.open("a") as out:
+            out.write("\n".join(report.lines) + "\n")
+        print(f"appended to {RESULTS}")
     return 0
 
 

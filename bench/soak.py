@@ -17,12 +17,11 @@ import os
 import random
 import signal
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,23 +30,15 @@ import httpx
 import psutil
 from aiokafka import AIOKafkaConsumer
 
-from bench.run import machine, percentile
-from c360.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
-from c360.ops import consumer_lag
-from c360.platform import SERVICES, ServiceProcesses, create_topics, migrate_all, service_env
+from bench.common import embedded_platform, machine, percentile, total_lag
+from c360.embedded import EmbeddedPostgres
+from c360.platform import SERVICES, ServiceProcesses
 from c360.simulate import SyntheticBank
-from contracts import C360_PROFILES, C360_SCORES, C360_TASKS, C360_TIERS, INBOUND_TOPICS, CloudEvent, parse_event
+from contracts import C360_TASKS, C360_TIERS, CloudEvent, parse_event
 from runtime.kafka import make_producer
-from runtime.settings import development_secret
-from services.gateway.auth import Role, issue_token
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "reliability.md"
-GROUPS = {
-    "c360-profile": list(INBOUND_TOPICS),
-    "c360-scoring": [C360_PROFILES],
-    "c360-engagement": [C360_PROFILES, C360_TIERS, C360_SCORES],
-}
 CONSUMERS = ("profile", "scoring", "engagement")
 
 
@@ -84,10 +75,6 @@ def rss_mib(process: Any) -> float:
         return float(psutil.Process(process.pid).memory_info().rss) / 2**20
     except psutil.NoSuchProcess:
         return float("nan")
-
-
-async def total_lag(bootstrap: str) -> int:
-    return sum(row.lag for row in await consumer_lag(bootstrap, GROUPS))
 
 
 async def produce_steadily(bootstrap: str, events: Sequence[tuple[str, CloudEvent]], rate: float) -> None:
@@ -224,45 +211,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args(argv)
 
-    work = Path(tempfile.mkdtemp(prefix="c360-soak-"))
-    postgres = EmbeddedPostgres(work / "pgdata", database="soak")
-    database_url = postgres.start()
-    broker = EmbeddedBroker(free_port(), work / "tansu.log")
-    bootstrap = broker.start()
-    processes: ServiceProcesses | None = None
     soak = Soak()
     lines = [
         f"\n## Soak of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {args.minutes:g} minutes at {args.rate:g} events/s\n"
     ]
     lines.append(f"Machine: {machine()}.\n")
-    try:
-        migrate_all(database_url)
-        create_topics(bootstrap, 6)
+    with embedded_platform("soak") as platform:
+        bootstrap, database_url, postgres = platform.bootstrap, platform.database_url, platform.postgres
         customers = max(10, round(args.minutes * 60 * args.rate / 8.5))
         bank = SyntheticBank(seed=args.seed, scale=customers / 458_067)
         events = list(bank.events())
-        ports = {s.name: free_port() for s in SERVICES}
-        env = service_env(dict(os.environ), database_url=database_url, bootstrap_servers=bootstrap, ports=ports)
-        env |= {
-            "C360_DATA_DIR": str(work),
-            "C360_GATEWAY__RATE_LIMIT_PER_MINUTE": "10000000",
-            "C360_LOG_LEVEL": "WARNING",
-        }
-        env |= {"C360_CONSUMER__SESSION_TIMEOUT_MS": "10000"}
-        processes = ServiceProcesses(env, ports, log_dir=work / "logs")
+        processes = platform.services({"C360_CONSUMER__SESSION_TIMEOUT_MS": "10000"})
         processes.start()
         processes.wait_healthy(timeout_s=180)
-        token = issue_token(
-            development_secret(work), subject="soak", role=Role.ADMIN, now=datetime.now(UTC), ttl=timedelta(hours=6)
-        )
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = platform.admin_headers("soak")
         refs = [c.key for c in bank.customers()]
         rate = len(events) / (args.minutes * 60)
 
         async def run() -> float:
             stop = asyncio.Event()
             began = time.monotonic()
-            assert processes is not None
             background = [
                 asyncio.create_task(sample(processes, bootstrap, stop, soak, began)),
                 *(
@@ -291,12 +259,6 @@ def main(argv: list[str] | None = None) -> int:
         stored, duplicates, lost = asyncio.run(outbox_copies(bootstrap, database_url))
         final_lag = asyncio.run(total_lag(bootstrap))
         exited = processes.exited()
-    finally:
-        if processes is not None:
-            processes.stop()
-        broker.stop()
-        postgres.stop()
-
     peak_lag = max((lag for _, lag in soak.lag), default=0)
     reads = sum(soak.reads.values())
     errors = sum(n for status, n in soak.reads.items() if status == 0 or status >= 500)

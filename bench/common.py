@@ -1,0 +1,121 @@
+"""What `make bench` and `make soak` share: a fresh embedded platform (PostgreSQL, the broker,
+schemas, topics, then the services), the machine's description, percentiles and the platform's
+consumer lag."""
+
+from __future__ import annotations
+
+import os
+import platform as host
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from c360.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from c360.ops import consumer_lag
+from c360.platform import SERVICES, ServiceProcesses, create_topics, migrate_all, service_env
+from contracts import C360_PROFILES, C360_SCORES, C360_TIERS, INBOUND_TOPICS
+from runtime.settings import development_secret
+from services.gateway.auth import Role, issue_token
+
+ROOT = Path(__file__).resolve().parents[1]
+# Every consumer group of the platform, with the topics it reads.
+GROUPS = {
+    "c360-profile": list(INBOUND_TOPICS),
+    "c360-scoring": [C360_PROFILES],
+    "c360-engagement": [C360_PROFILES, C360_TIERS, C360_SCORES],
+}
+
+
+@dataclass
+class Platform:
+    """An embedded PostgreSQL and broker with every schema and topic in place; `services` adds
+    the four services on free ports (started by the caller)."""
+
+    work: Path
+    postgres: EmbeddedPostgres
+    database_url: str
+    bootstrap: str
+    processes: ServiceProcesses | None = None
+
+    def services(self, extra_env: Mapping[str, str] | None = None) -> ServiceProcesses:
+        ports = {s.name: free_port() for s in SERVICES}
+        env = service_env(
+            dict(os.environ), database_url=self.database_url, bootstrap_servers=self.bootstrap, ports=ports
+        )
+        env |= {
+            "C360_DATA_DIR": str(self.work),
+            "C360_GATEWAY__RATE_LIMIT_PER_MINUTE": "10000000",  # the load is the point
+            "C360_LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
+        }
+        self.processes = ServiceProcesses(env, ports, log_dir=self.work / "logs")
+        return self.processes
+
+    def admin_headers(self, subject: str) -> dict[str, str]:
+        """Authorization for the gateway, signed with the development secret the services use."""
+        token = issue_token(
+            development_secret(self.work),
+            subject=subject,
+            role=Role.ADMIN,
+            now=datetime.now(UTC),
+            ttl=timedelta(hours=6),
+        )
+        return {"Authorization": f"Bearer {token}"}
+
+
+@contextmanager
+def embedded_platform(name: str) -> Iterator[Platform]:
+    """A fresh platform in a new temporary directory, stopped (services first) on the way out."""
+    work = Path(tempfile.mkdtemp(prefix=f"c360-{name}-"))
+    postgres = EmbeddedPostgres(work / "pgdata", database=name)
+    database_url = postgres.start()
+    broker = EmbeddedBroker(free_port(), work / "tansu.log")
+    try:
+        bootstrap = broker.start()
+        migrate_all(database_url)
+        create_topics(bootstrap, 6)
+        platform = Platform(work, postgres, database_url, bootstrap)
+        try:
+            yield platform
+        finally:
+            if platform.processes is not None:
+                platform.processes.stop()
+    finally:
+        broker.stop()
+        postgres.stop()
+
+
+async def total_lag(bootstrap: str) -> int:
+    """Messages not yet committed by the platform's consumer groups, all topics together."""
+    return sum(row.lag for row in await consumer_lag(bootstrap, GROUPS))
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    memory = next(
+        (line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")), "0"
+    )
+    head = ROOT / ".git" / "HEAD"
+    commit = ""
+    if head.exists():
+        ref = head.read_text().strip()
+        target = ROOT / ".git" / ref.removeprefix("ref: ") if ref.startswith("ref: ") else None
+        commit = (target.read_text() if target is not None and target.exists() else ref)[:7]
+    return (
+        f"{os.cpu_count()} x {cpu}, {int(memory) // 1024 // 1024} GiB RAM, Python {host.python_version()}, "
+        f"commit {commit.strip() or 'unknown'}"
+    )
