@@ -269,6 +269,7 @@ class SyntheticBank:
             for floor, count, total in BRANCH_BANDS
         ]
         self._customers: list[Customer] | None = None
+        self._issued: set[str] = set()  # the resident ids given out
         self._namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"https://c360.dev/simulate/{seed}/{scale}")
         self._sequence = 0
 
@@ -290,7 +291,12 @@ class SyntheticBank:
 
     def _customer(self, rng: random.Random, number: int, aum: Decimal) -> Customer:
         born = date(1940, 1, 1) + timedelta(days=rng.randrange(0, 365 * 62))
-        id_number = resident_id(f"1101{rng.randrange(1, 99):02d}", born, rng.randrange(1, 999))
+        region, serial = f"1101{rng.randrange(1, 99):02d}", rng.randrange(1, 999)
+        while (id_number := resident_id(region, born, serial)) in self._issued:
+            # Two people never share a resident id (the profile rightly takes them for one): the
+            # next serial, without drawing again, so the rest of the bank stays as it was.
+            serial = serial % 998 + 1
+        self._issued.add(id_number)
         refs = {"core-deposits": f"SIM-{self.seed}-{number:07d}"}
         rich = aum >= 50_000
         for source, chance in (("cards", 0.35), ("loans", 0.12), ("wealth", 0.6 if rich else 0.05)):
