@@ -409,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--gateway-seconds", type=float, default=60)
-    parser.add_argument("--timeout-s", type=float, default=3600)
+    parser.add_argument("--timeout-s", type=float, default=7200, help="give up on a replay not settled by then")
     parser.add_argument("--probes", type=int, default=30)
     parser.add_argument("--background-rate", type=int, default=1000)
     args = parser.parse_args(argv)
