@@ -14,19 +14,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from c360.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
-from c360.ops import consumer_lag
+from c360.ops import consumer_groups, consumer_lag
 from c360.platform import SERVICES, ServiceProcesses, create_topics, migrate_all, service_env
-from contracts import C360_PROFILES, C360_SCORES, C360_TIERS, INBOUND_TOPICS
 from runtime.settings import development_secret
 from services.gateway.auth import Role, issue_token
 
 ROOT = Path(__file__).resolve().parents[1]
-# Every consumer group of the platform, with the topics it reads.
-GROUPS = {
-    "c360-profile": list(INBOUND_TOPICS),
-    "c360-scoring": [C360_PROFILES],
-    "c360-engagement": [C360_PROFILES, C360_TIERS, C360_SCORES],
-}
 
 
 @dataclass
@@ -90,7 +83,7 @@ def embedded_platform(name: str) -> Iterator[Platform]:
 
 async def total_lag(bootstrap: str) -> int:
     """Messages not yet committed by the platform's consumer groups, all topics together."""
-    return sum(row.lag for row in await consumer_lag(bootstrap, GROUPS))
+    return sum(row.lag for row in await consumer_lag(bootstrap, consumer_groups()))
 
 
 def percentile(values: Sequence[float], p: float) -> float:

@@ -147,20 +147,9 @@ def _simulate(args: argparse.Namespace, settings: RuntimeSettings) -> int:
 
 
 def _lag(bootstrap: str) -> int:
-    from c360.ops import consumer_lag
-    from services.engagement import app as engagement
-    from services.engagement.settings import EngagementConfig
-    from services.profile import app as profile
-    from services.profile.settings import ProfileConfig
-    from services.scoring import app as scoring
-    from services.scoring.settings import ScoringConfig
+    from c360.ops import consumer_groups, consumer_lag
 
-    groups = {
-        ProfileConfig().group_id: profile.TOPICS,
-        ScoringConfig().group_id: scoring.TOPICS,
-        EngagementConfig().group_id: engagement.TOPICS,
-    }
-    rows = asyncio.run(consumer_lag(_require(bootstrap, "KAFKA_BOOTSTRAP_SERVERS"), groups))
+    rows = asyncio.run(consumer_lag(_require(bootstrap, "KAFKA_BOOTSTRAP_SERVERS"), consumer_groups()))
     print("group\ttopic\tpartition\tcommitted\tend\tlag")
     for row in rows:
         print(f"{row.group}\t{row.topic}\t{row.partition}\t{row.committed}\t{row.end}\t{row.lag}")

@@ -167,6 +167,22 @@ async def replay_dead_letters(bootstrap: str, letters: Sequence[DeadLetter]) -> 
     return len(letters)
 
 
+def consumer_groups() -> dict[str, Sequence[str]]:
+    """Every consumer group of the platform, as the services configure it, with the topics it reads."""
+    from services.engagement import app as engagement
+    from services.engagement.settings import EngagementConfig
+    from services.profile import app as profile
+    from services.profile.settings import ProfileConfig
+    from services.scoring import app as scoring
+    from services.scoring.settings import ScoringConfig
+
+    return {
+        ProfileConfig().group_id: profile.TOPICS,
+        ScoringConfig().group_id: scoring.TOPICS,
+        EngagementConfig().group_id: engagement.TOPICS,
+    }
+
+
 async def consumer_lag(bootstrap: str, groups: Mapping[str, Sequence[str]]) -> list[Lag]:
     """Per group (with the topics it consumes) and partition: the committed and the end offsets.
 
