@@ -21,6 +21,7 @@ class Platform:
     processes: ServiceProcesses
     data_dir: Path
     log_dir: Path
+    database_url: str
 
     @property
     def gateway(self) -> str:
@@ -43,11 +44,11 @@ class Platform:
 
 
 @pytest.fixture(scope="session")
-def platform(migrated_database: str, topics: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def platform(platform_database: str, topics: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     data_dir = tmp_path_factory.mktemp("c360-data")
     log_dir = data_dir / "logs"
     ports = {s.name: free_port() for s in SERVICES}
-    env = service_env(dict(os.environ), database_url=migrated_database, bootstrap_servers=topics, ports=ports)
+    env = service_env(dict(os.environ), database_url=platform_database, bootstrap_servers=topics, ports=ports)
     env["C360_DATA_DIR"] = str(data_dir)
     env.pop("C360_JWT_SECRET", None)
     # Tests share a few token subjects; the rate limit has its own tests.
@@ -57,6 +58,6 @@ def platform(migrated_database: str, topics: str, tmp_path_factory: pytest.TempP
     processes.start()
     try:
         processes.wait_healthy(timeout_s=120)
-        yield Platform(processes, data_dir, log_dir)
+        yield Platform(processes, data_dir, log_dir, platform_database)
     finally:
         processes.stop()

@@ -69,14 +69,14 @@ async def test_balances_keep_their_scale_and_freshness_is_the_newest_event_time(
     assert datetime.fromisoformat(view["freshness"]["last_event_at"]) == event_time
 
 
-async def test_every_read_of_a_customer_is_audited_with_its_outcome(platform: Platform, migrated_database: str) -> None:
+async def test_every_read_of_a_customer_is_audited_with_its_outcome(platform: Platform) -> None:
     missing_id = "C" + unique_ref("AUDIT").replace("-", "")
     missing_ref = unique_ref("NOREF")
     with httpx.Client(base_url=platform.gateway, headers=platform.headers(Role.ANALYST), timeout=5) as client:
         assert client.get(f"/v1/customers/{missing_id}").status_code == 404
         assert client.get(f"/v1/customers/by-ref/core-deposits/{missing_ref}").status_code == 404
 
-    engine = create_engine(migrated_database)
+    engine = create_engine(platform.database_url)
     try:
         async with engine.connect() as conn:
             rows = (

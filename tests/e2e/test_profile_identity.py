@@ -248,7 +248,7 @@ async def test_a_split_restores_two_customers_with_their_accounts_and_does_not_r
 
 
 async def test_an_erased_customer_has_no_personal_data_left_in_the_profile_schema(
-    platform: Platform, topics: str, migrated_database: str
+    platform: Platform, topics: str
 ) -> None:
     ref = unique_ref("ERASE")
     number = unique_id_number()
@@ -291,7 +291,7 @@ async def test_an_erased_customer_has_no_personal_data_left_in_the_profile_schem
         )
     assert after["aum_cny"] == "4200.00"  # anonymous figures stay
     assert after["erased_at"] is not None
-    engine = create_engine(migrated_database)
+    engine = create_engine(platform.database_url)
     try:
         async with engine.connect() as conn:
             customer = (
