@@ -178,8 +178,8 @@ def _views(request: Request) -> ViewBuilder:
     return views
 
 
-async def _live(store: ProfileStore, customer_id: str) -> Customer:
-    customer = await store.customer(customer_id)
+async def _live(store: ProfileStore, customer_id: str, *, lock: bool = False) -> Customer:
+    customer = await store.customer(customer_id, lock=lock)
     if customer is None:
         raise NotFound(f"customer {customer_id} does not exist")
     return customer
@@ -321,7 +321,7 @@ async def split_customer(
     customer_id: str, body: SplitRequest, request: Request, session: SessionDep, publisher: PublisherDep
 ) -> SplitResult:
     store = ProfileStore(session)
-    customer = await _live(store, customer_id)
+    customer = await _live(store, customer_id, lock=True)  # no consumer writes for it meanwhile
     cid = customer.customer_id
     wanted = {(r.source, r.customer_ref) for r in body.source_records}
     moving = await store.records_of(cid, wanted)
@@ -370,7 +370,7 @@ async def erase_customer(
     actor: Annotated[str, Query(min_length=1, max_length=200, description="Who asked for the erasure.")] = "admin",
 ) -> ErasureResult:
     store = ProfileStore(session)
-    customer = await _live(store, customer_id)
+    customer = await _live(store, customer_id, lock=True)  # no consumer writes for it meanwhile
     cid = customer.customer_id
     if customer.erased_at is not None:
         return ErasureResult(customer_id=cid, erased_at=customer.erased_at)

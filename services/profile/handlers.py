@@ -101,7 +101,7 @@ class ProfileHandler:
         refs = {(e.envelope.source, e.data.customer_ref) for e in events if not isinstance(e.data, FxRate)}  # type: ignore[attr-defined]
         newest = _newest_upserts(events)
         identities = self._identities(newest)
-        links = await store.link_customers(refs, await self._identify(store, identities))
+        links = await store.hold_links(refs, await self._identify(store, identities))
         await self._apply_identity(ctx, store, newest, identities, links, changes)
         erased = await store.erased_customers(links.values())
         await self._apply_rates(store, events, changes)
@@ -332,7 +332,7 @@ class ProfileHandler:
         # An account belongs to the customer it was opened for, even when a later event names
         # another customer_ref: make sure those owners are linked too.
         owners = {(state.source, state.customer_ref) for state in states.values()} - links.keys()
-        links.update(await store.link_customers(owners))
+        links.update(await store.hold_links(owners))
         dirty: dict[SourceRef, AccountState] = {}
         days: dict[tuple[str, str, date], tuple[int, Decimal, ConsumedEvent]] = {}
         snapshots: list[tuple[ConsumedEvent, AccountSnapshot]] = []

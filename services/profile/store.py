@@ -170,6 +170,51 @@ class ProfileStore:
                 links.update(await self.link_customers(lost))
         return links
 
+    async def hold_links(
+        self, refs: Iterable[SourceRef], prefer: Mapping[SourceRef, str] | None = None
+    ) -> dict[SourceRef, str]:
+        """`link_customers`, with each linked customer locked until commit, so that what this
+        transaction writes for a customer cannot be left behind on one merged or split away.
+
+        A merge or split locks the customers it takes apart before it moves what they own. So once
+        a customer is locked here, its links read again hold still; and a customer that turns out
+        merged already (a record linked to it while the merge ran) hands what it still holds to its
+        survivor, and the links are read again until every linked customer is held and live.
+        """
+        links = await self.link_customers(refs, prefer)
+        held: set[str] = set()
+        while wanted := set(links.values()) - held:
+            merged = await self.lock_customers(wanted)
+            held |= wanted
+            await self._move_owned(merged)
+            links = await self.link_customers(list(links))
+        return links
+
+    async def lock_customers(self, customer_ids: Iterable[str]) -> dict[str, str]:
+        """Lock the customers' rows until commit, in id order; the merged-away ones -> their survivor."""
+        merged: dict[str, str] = {}
+        for chunk in _chunks(sorted(set(customer_ids)), CHUNK):
+            rows = await self.session.execute(
+                select(CUSTOMERS.c.customer_id, CUSTOMERS.c.merged_into)
+                .where(CUSTOMERS.c.customer_id.in_(chunk))
+                .order_by(CUSTOMERS.c.customer_id)
+                .with_for_update()
+            )
+            merged.update({r.customer_id: r.merged_into for r in rows if r.merged_into is not None})
+        return merged
+
+    async def _move_owned(self, survivor_of: Mapping[str, str]) -> None:
+        """Move every row each customer (key) owns to another (value), one executemany per table."""
+        if not survivor_of:
+            return
+        rows = [{"b_from": a, "b_to": s} for a, s in sorted(survivor_of.items())]
+        for model in (SourceRecord, Account, Transaction, Interaction):
+            table = _table(model)
+            await self.session.execute(
+                update(table).where(table.c.customer_id == bindparam("b_from")).values(customer_id=bindparam("b_to")),
+                rows,
+            )
+
     async def lock_identities(self, hashes: Iterable[str]) -> None:
         """Hold each identity hash's advisory lock until commit, taken in key order (so two
         transactions never wait on each other in a circle), in one round trip."""
@@ -239,15 +284,11 @@ class ProfileStore:
         pairs = {a: s for a, s in survivor_of.items() if a != s}
         if not pairs:
             return
+        # Locked first: a transaction holding an absorbed customer (`hold_links`) commits what it
+        # wrote for it before the move below reads, so nothing it wrote stays behind.
+        await self.lock_customers(pairs)
+        await self._move_owned(pairs)
         rows = [{"b_absorbed": a, "b_survivor": s, "b_at": at} for a, s in sorted(pairs.items())]
-        for model in (SourceRecord, Account, Transaction, Interaction):
-            table = _table(model)
-            await self.session.execute(
-                update(table)
-                .where(table.c.customer_id == bindparam("b_absorbed"))
-                .values(customer_id=bindparam("b_survivor")),
-                rows,
-            )
         # Chains stay one hop long: whatever redirected to an absorbed customer now redirects to its survivor.
         await self.session.execute(
             update(CUSTOMERS)
@@ -620,13 +661,16 @@ class ProfileStore:
 
     # -- reads for the API ----------------------------------------------------------------------
 
-    async def customer(self, customer_id: str) -> Customer | None:
-        """The customer, following merge redirects to the survivor."""
+    async def customer(self, customer_id: str, *, lock: bool = False) -> Customer | None:
+        """The customer, following merge redirects to the survivor; with `lock`, each row read is
+        locked until commit (before a split or an erasure, against a consumer holding it)."""
         seen: set[str] = set()
-        current = await self.session.get(Customer, customer_id)
+        current = await self.session.get(Customer, customer_id, with_for_update=lock, populate_existing=lock)
         while current is not None and current.merged_into and current.merged_into not in seen:
             seen.add(current.customer_id)
-            current = await self.session.get(Customer, current.merged_into)
+            current = await self.session.get(
+                Customer, current.merged_into, with_for_update=lock, populate_existing=lock
+            )
         return current
 
     async def customer_by_ref(self, source: str, customer_ref: str) -> Customer | None:

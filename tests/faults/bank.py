@@ -204,6 +204,7 @@ async def settle(
         )
         if seen["n"] != len(set(ids)):
             wrong.append(f"profile processed {seen['n']} of the stream's {len(set(ids))} events")
+        wrong = await stranded(platform) + wrong
         if not wrong:
             return
         if time.monotonic() > deadline:
@@ -212,6 +213,19 @@ async def settle(
                 + "; ".join(wrong[:8])
             )
         await asyncio.sleep(1)
+
+
+async def stranded(platform: FaultPlatform) -> list[str]:
+    """Rows still held by a merged-away customer: a merge must move everything to its survivor."""
+    found = []
+    for table in ("source_records", "accounts", "transactions", "interactions"):
+        [row] = await platform.fetch(
+            f"SELECT count(*) AS n FROM profile.{table} t JOIN profile.customers c USING (customer_id)"
+            " WHERE c.merged_into IS NOT NULL"
+        )
+        if row["n"]:
+            found.append(f"{row['n']} {table} rows belong to a merged-away customer")
+    return found
 
 
 async def produce(platform: FaultPlatform, events: Events) -> None:

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
 
+import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from runtime.db import create_engine, session_factory
-from services.profile.store import ProfileStore
+from services.profile.domain import AccountState
+from services.profile.store import ProfileStore, SourceRef
 from tests.builders import unique_ref
+
+CARDS = "cards"
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 # A merged customer keeps no source records of its own: it is a redirect, not an orphan.
 ORPHANS = (
@@ -38,3 +47,84 @@ async def test_two_instances_linking_the_same_ref_agree_and_leave_no_orphan_cust
             assert await conn.scalar(text(ORPHANS)) == 0
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+async def sessions(migrated_database: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(migrated_database)
+    try:
+        yield session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+async def two_customers(sessions: async_sessionmaker[AsyncSession]) -> tuple[SourceRef, str, SourceRef, str]:
+    """A core-deposits record and a cards record of one person, still two customers (committed)."""
+    core, cards = ("core-deposits", unique_ref("CORE")), (CARDS, unique_ref("CARD"))
+    async with sessions.begin() as session:
+        links = await ProfileStore(session).link_customers([core, cards])
+    return core, links[core], cards, links[cards]
+
+
+async def owner_of_account(sessions: async_sessionmaker[AsyncSession], account_ref: str) -> str | None:
+    async with sessions() as session:
+        return await session.scalar(
+            text("SELECT customer_id FROM profile.accounts WHERE source = :s AND account_ref = :a"),
+            {"s": CARDS, "a": account_ref},
+        )
+
+
+async def test_a_merge_waits_for_an_instance_writing_for_the_absorbed_customer_and_moves_what_it_wrote(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    _, survivor, cards, absorbed = await two_customers(sessions)
+    account = AccountState(source=CARDS, account_ref=unique_ref("ACC"), customer_ref=cards[1], balance=Decimal("10"))
+    async with sessions() as writing, sessions() as merging:
+        await writing.begin()
+        await merging.begin()
+        # One instance applies a new card account; the other merges its customer meanwhile.
+        links = await ProfileStore(writing).hold_links([cards])
+        assert links == {cards: absorbed}
+        await ProfileStore(writing).save_accounts([account], links)
+        merge = asyncio.create_task(ProfileStore(merging).merge_many({absorbed: survivor}, NOW))
+        await asyncio.sleep(0.5)
+        assert not merge.done(), "the merge must wait for the instance holding the absorbed customer"
+        await writing.commit()
+        await asyncio.wait_for(merge, 10)
+        await merging.commit()
+    # Unheld, the merge's move would not have seen the uncommitted account: left on the absorbed.
+    assert await owner_of_account(sessions, account.account_ref) == survivor
+
+
+async def test_an_instance_linking_a_record_while_its_customer_merges_writes_for_the_survivor(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    _, survivor, cards, absorbed = await two_customers(sessions)
+    async with sessions() as writing, sessions() as merging:
+        await merging.begin()
+        await writing.begin()
+        await ProfileStore(merging).merge_many({absorbed: survivor}, NOW)
+        holding = asyncio.create_task(ProfileStore(writing).hold_links([cards]))
+        await asyncio.sleep(0.5)
+        assert not holding.done(), "the link must wait for the merge of its customer"
+        await merging.commit()
+        assert await asyncio.wait_for(holding, 10) == {cards: survivor}
+        await writing.rollback()
+
+
+async def test_a_record_linked_to_a_customer_merged_meanwhile_goes_to_its_survivor(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    _, survivor, _, absorbed = await two_customers(sessions)
+    async with sessions.begin() as session:
+        await ProfileStore(session).merge_many({absorbed: survivor}, NOW)
+    late = (CARDS, unique_ref("LATE"))
+    async with sessions.begin() as session:
+        # Matched (under its identity lock) to a customer that another identity's merge absorbed.
+        links = await ProfileStore(session).hold_links([late], prefer={late: absorbed})
+    assert links == {late: survivor}
+    async with sessions() as session:
+        stranded = await session.scalar(
+            text("SELECT count(*) FROM profile.source_records WHERE customer_id = :c"), {"c": absorbed}
+        )
+    assert stranded == 0
