@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +11,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 from pydantic import BaseModel
 
+from c360.ops import consumer_groups, consumer_lag
 from contracts import CloudEvent, parse_event
 from runtime.kafka import make_producer
 
@@ -33,6 +35,23 @@ def poll(fetch: Callable[[], httpx.Response], ready: Callable[[httpx.Response], 
         if time.monotonic() > deadline:
             raise AssertionError(f"not ready in {timeout_s}s: {response.status_code} {response.text[:500]}")
         time.sleep(0.2)
+
+
+async def when_quiet(bootstrap: str, read: Callable[[], Any], timeout_s: float = 60) -> Any:
+    """What `read` returns once the platform is quiet: every consumer group has committed all it
+    was sent, and `read` returns the same a second later (a relay may publish from an outbox
+    in between). For a test measuring a platform-wide figure while earlier tests' events drain."""
+    deadline = time.monotonic() + timeout_s
+    before = read()
+    while True:
+        await asyncio.sleep(1)
+        lag = sum(row.lag for row in await consumer_lag(bootstrap, consumer_groups()))
+        now = read()
+        if lag == 0 and now == before:
+            return now
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the platform was not quiet in {timeout_s}s (lag {lag})")
+        before = now
 
 
 async def outbound(bootstrap: str, topic: str, customer_id: str, expected: int) -> list[BaseModel]:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -22,7 +21,7 @@ from contracts import (
 )
 from tests.builders import account_balance, account_opened, interaction_recorded, unique_ref
 from tests.e2e.conftest import Platform
-from tests.e2e.flows import outbound, poll, produce
+from tests.e2e.flows import outbound, poll, produce, when_quiet
 
 pytestmark = pytest.mark.e2e
 LONG_AGO = timedelta(days=40)  # balances held this long count in full in the 30-day average
@@ -52,13 +51,7 @@ def figures(report: dict[str, Any]) -> dict[str, tuple[int, Decimal]]:
 async def test_balances_become_tiers_scores_and_an_exact_distribution(platform: Platform, topics: str) -> None:
     with scoring(platform) as client:
         # Wait out what earlier tests still have in flight: the report is over every customer.
-        before = figures(client.get("/internal/reports/tier-distribution").json())
-        for _ in range(60):
-            await asyncio.sleep(1)
-            now = figures(client.get("/internal/reports/tier-distribution").json())
-            if now == before:
-                break
-            before = now
+        before = await when_quiet(topics, lambda: figures(client.get("/internal/reports/tier-distribution").json()))
     then = datetime.now(UTC) - LONG_AGO
     held = {"WEALTH": "1500000.00", "VIP": "200000.00", "AFFLUENT": "50000.00", "MASS": "49999.99"}
     refs = {name: unique_ref(name) for name in held}
