@@ -98,10 +98,17 @@ class ProfileHandler:
     async def __call__(self, ctx: BatchContext, events: Sequence[ConsumedEvent]) -> None:
         store = ProfileStore(ctx.session)
         changes = Changes()
-        refs = {(e.envelope.source, e.data.customer_ref) for e in events if not isinstance(e.data, FxRate)}  # type: ignore[attr-defined]
+        naming = {(e.envelope.source, e.data.customer_ref): e for e in events if not isinstance(e.data, FxRate)}  # type: ignore[attr-defined]
         newest = _newest_upserts(events)
         identities = self._identities(newest)
-        links = await store.hold_links(refs, await self._identify(store, identities))
+        created: set[str] = set()
+        links = await store.hold_links(naming, await self._identify(store, identities), created=created)
+        # A customer is published in the batch that creates it, even one an event only names (a
+        # balance naming another customer_ref than the account's owner): never later, by the
+        # daily roll-forward, as if it had appeared out of nowhere.
+        for ref, event in naming.items():
+            if links[ref] in created:
+                changes.touch(links[ref], "identity", event)
         await self._apply_identity(ctx, store, newest, identities, links, changes)
         erased = await store.erased_customers(links.values())
         await self._apply_rates(store, events, changes)

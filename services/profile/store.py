@@ -128,11 +128,16 @@ class ProfileStore:
     # -- identity -----------------------------------------------------------------------------
 
     async def link_customers(
-        self, refs: Iterable[SourceRef], prefer: Mapping[SourceRef, str] | None = None
+        self,
+        refs: Iterable[SourceRef],
+        prefer: Mapping[SourceRef, str] | None = None,
+        *,
+        created: set[str] | None = None,
     ) -> dict[SourceRef, str]:
         """The golden customer of each `(source, customer_ref)`. An unknown ref is linked to the
         customer `prefer` names for it (an existing customer with the same identity, or one new id
-        shared by the batch's records of one person), else to a provisional customer of its own."""
+        shared by the batch's records of one person), else to a provisional customer of its own.
+        The ids of the customers this call created are added to `created`."""
         wanted = sorted(set(refs))
         if not wanted:
             return {}
@@ -149,21 +154,23 @@ class ProfileStore:
         missing = [ref for ref in wanted if ref not in links]
         if missing:
             chosen = prefer or {}
-            created = {ref: chosen.get(ref) or new_customer_id() for ref in missing}
+            chosen_id = {ref: chosen.get(ref) or new_customer_id() for ref in missing}
             table = _table(SourceRecord)
             inserted = await self.session.execute(
                 insert(table).on_conflict_do_nothing().returning(table.c.source, table.c.customer_ref),
-                [{"source": s, "customer_ref": r, "customer_id": created[(s, r)]} for s, r in missing],
+                [{"source": s, "customer_ref": r, "customer_id": chosen_id[(s, r)]} for s, r in missing],
             )
             won = {(r.source, r.customer_ref) for r in inserted}
             if won:
                 # Only the refs this transaction linked get a golden customer: no orphans.
                 # (A preferred customer may exist already: then there is nothing to create.)
-                await self.session.execute(
-                    insert(Customer).on_conflict_do_nothing(),
-                    [{"customer_id": cid} for cid in sorted({created[ref] for ref in won})],
+                new = await self.session.execute(
+                    insert(CUSTOMERS).on_conflict_do_nothing().returning(CUSTOMERS.c.customer_id),
+                    [{"customer_id": cid} for cid in sorted({chosen_id[ref] for ref in won})],
                 )
-            links.update({ref: created[ref] for ref in won})
+                if created is not None:
+                    created.update(new.scalars())
+            links.update({ref: chosen_id[ref] for ref in won})
             lost = [ref for ref in missing if ref not in won]
             if lost:
                 # Another consumer instance linked these refs first: use its customers.
@@ -171,7 +178,11 @@ class ProfileStore:
         return links
 
     async def hold_links(
-        self, refs: Iterable[SourceRef], prefer: Mapping[SourceRef, str] | None = None
+        self,
+        refs: Iterable[SourceRef],
+        prefer: Mapping[SourceRef, str] | None = None,
+        *,
+        created: set[str] | None = None,
     ) -> dict[SourceRef, str]:
         """`link_customers`, with each linked customer locked until commit, so that what this
         transaction writes for a customer cannot be left behind on one merged or split away.
@@ -181,7 +192,7 @@ class ProfileStore:
         merged already (a record linked to it while the merge ran) hands what it still holds to its
         survivor, and the links are read again until every linked customer is held and live.
         """
-        links = await self.link_customers(refs, prefer)
+        links = await self.link_customers(refs, prefer, created=created)
         held: set[str] = set()
         while wanted := set(links.values()) - held:
             merged = await self.lock_customers(wanted)

@@ -76,3 +76,42 @@ async def test_the_30_day_average_moves_each_day_without_events_and_publishes_on
         assert published(ctx, customer_id) == []
     finally:
         await engine.dispose()
+
+
+async def test_a_customer_an_event_only_names_is_published_by_the_batch_that_creates_it(
+    migrated_database: str,
+) -> None:
+    engine = create_engine(migrated_database)
+    sessions = session_factory(engine)
+    clock = FixedClock(START)
+    config = ProfileConfig()
+    views = ViewBuilder(config)
+    handler = ProfileHandler(IdentityProtector("test-key"), config, views)
+    owner, other = unique_ref("OWN"), unique_ref("OTHER")
+    account = f"{owner}-CUR"
+    try:
+        async with transaction(sessions) as session:
+            ctx = BatchContext(session=session, clock=clock, source="profile")
+            # The balance names another customer_ref than the account's owner: that ref gets a
+            # customer of its own, with nothing in it.
+            await handler(
+                ctx,
+                consumed(
+                    BANK_ACCOUNTS,
+                    [account_opened(owner, account), account_balance(other, account, "250.00", as_of=START)],
+                ),
+            )
+            store = ProfileStore(session)
+            ids = await store.link_customers([("core-deposits", owner), ("core-deposits", other)])
+        [new] = published(ctx, ids[("core-deposits", other)])
+        assert (new.aum_cny, new.accounts, new.changed) == (0, [], ["identity"])
+        [owned] = published(ctx, ids[("core-deposits", owner)])
+        assert owned.aum_cny == 250
+
+        # So the roll-forward later that day has nothing to add about it.
+        async with transaction(sessions) as session:
+            ctx = BatchContext(session=session, clock=clock, source="profile")
+            await rollforward_job(views, batch=10_000, interval_s=60).run(ctx)
+        assert published(ctx, ids[("core-deposits", other)]) == []
+    finally:
+        await engine.dispose()
