@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from contracts import BANK_ACCOUNTS, ProfileUpdated
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from contracts import BANK_ACCOUNTS, CloudEvent, ProfileUpdated
 from runtime.clock import FixedClock
 from runtime.consumer import BatchContext
 from runtime.db import create_engine, session_factory, transaction
@@ -29,89 +34,83 @@ def published(ctx: BatchContext, customer_id: str) -> list[ProfileUpdated]:
     return found
 
 
-async def test_the_30_day_average_moves_each_day_without_events_and_publishes_only_when_it_moved(
-    migrated_database: str,
-) -> None:
+@dataclass
+class Profile:
+    """The profile service's handler and roll-forward job on the real database, at a test clock."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    clock: FixedClock
+    views: ViewBuilder
+    handler: ProfileHandler
+
+    async def apply(self, events: Sequence[CloudEvent]) -> BatchContext:
+        async with transaction(self.sessions) as session:
+            ctx = BatchContext(session=session, clock=self.clock, source="profile")
+            await self.handler(ctx, consumed(BANK_ACCOUNTS, list(events)))
+        return ctx
+
+    async def roll_forward(self) -> BatchContext:
+        job = rollforward_job(self.views, batch=10_000, interval_s=60)
+        async with transaction(self.sessions) as session:
+            ctx = BatchContext(session=session, clock=self.clock, source="profile")
+            while await job.run(ctx):
+                pass
+        return ctx
+
+    async def customer_of(self, ref: str) -> str:
+        async with transaction(self.sessions) as session:
+            links = await ProfileStore(session).link_customers([("core-deposits", ref)])
+        return links[("core-deposits", ref)]
+
+
+@pytest.fixture
+async def profile(migrated_database: str) -> AsyncIterator[Profile]:
     engine = create_engine(migrated_database)
-    sessions = session_factory(engine)
-    clock = FixedClock(START)
     config = ProfileConfig()
     views = ViewBuilder(config)
-    handler = ProfileHandler(IdentityProtector("test-key"), config, views)
-    job = rollforward_job(views, batch=10_000, interval_s=60)
-    ref = unique_ref("ROLL")
     try:
-        async with transaction(sessions) as session:
-            ctx = BatchContext(session=session, clock=clock, source="profile")
-            await handler(
-                ctx,
-                consumed(
-                    BANK_ACCOUNTS,
-                    [
-                        account_opened(ref, f"{ref}-TD"),
-                        account_balance(ref, f"{ref}-TD", "30000.00", as_of=START),
-                    ],
-                ),
-            )
-            customer_id = (await ProfileStore(session).link_customers([("core-deposits", ref)]))[("core-deposits", ref)]
-        [first] = published(ctx, customer_id)
-        assert first.aum_avg_30d_cny == 1000
-
-        averages = []
-        for _ in range(3):
-            clock.advance(timedelta(days=1))
-            async with transaction(sessions) as session:
-                ctx = BatchContext(session=session, clock=clock, source="profile")
-                while await job.run(ctx):
-                    pass
-            [update] = published(ctx, customer_id)
-            assert "aum_avg_30d" in update.changed
-            averages.append(update.aum_avg_30d_cny)
-        assert [str(a) for a in averages] == ["2000.00", "3000.00", "4000.00"]
-
-        # Later the same day there is nothing due, so nothing is published twice.
-        async with transaction(sessions) as session:
-            ctx = BatchContext(session=session, clock=clock, source="profile")
-            await job.run(ctx)
-        assert published(ctx, customer_id) == []
+        yield Profile(
+            session_factory(engine),
+            FixedClock(START),
+            views,
+            ProfileHandler(IdentityProtector("test-key"), config, views),
+        )
     finally:
         await engine.dispose()
 
 
-async def test_a_customer_an_event_only_names_is_published_by_the_batch_that_creates_it(
-    migrated_database: str,
+async def test_the_30_day_average_moves_each_day_without_events_and_publishes_only_when_it_moved(
+    profile: Profile,
 ) -> None:
-    engine = create_engine(migrated_database)
-    sessions = session_factory(engine)
-    clock = FixedClock(START)
-    config = ProfileConfig()
-    views = ViewBuilder(config)
-    handler = ProfileHandler(IdentityProtector("test-key"), config, views)
+    ref = unique_ref("ROLL")
+    ctx = await profile.apply(
+        [account_opened(ref, f"{ref}-TD"), account_balance(ref, f"{ref}-TD", "30000.00", as_of=START)]
+    )
+    customer_id = await profile.customer_of(ref)
+    [first] = published(ctx, customer_id)
+    assert first.aum_avg_30d_cny == 1000
+
+    averages = []
+    for _ in range(3):
+        profile.clock.advance(timedelta(days=1))
+        [update] = published(await profile.roll_forward(), customer_id)
+        assert "aum_avg_30d" in update.changed
+        averages.append(update.aum_avg_30d_cny)
+    assert [str(a) for a in averages] == ["2000.00", "3000.00", "4000.00"]
+
+    # Later the same day there is nothing due, so nothing is published twice.
+    assert published(await profile.roll_forward(), customer_id) == []
+
+
+async def test_a_customer_an_event_only_names_is_published_by_the_batch_that_creates_it(profile: Profile) -> None:
     owner, other = unique_ref("OWN"), unique_ref("OTHER")
     account = f"{owner}-CUR"
-    try:
-        async with transaction(sessions) as session:
-            ctx = BatchContext(session=session, clock=clock, source="profile")
-            # The balance names another customer_ref than the account's owner: that ref gets a
-            # customer of its own, with nothing in it.
-            await handler(
-                ctx,
-                consumed(
-                    BANK_ACCOUNTS,
-                    [account_opened(owner, account), account_balance(other, account, "250.00", as_of=START)],
-                ),
-            )
-            store = ProfileStore(session)
-            ids = await store.link_customers([("core-deposits", owner), ("core-deposits", other)])
-        [new] = published(ctx, ids[("core-deposits", other)])
-        assert (new.aum_cny, new.accounts, new.changed) == (0, [], ["identity"])
-        [owned] = published(ctx, ids[("core-deposits", owner)])
-        assert owned.aum_cny == 250
-
-        # So the roll-forward later that day has nothing to add about it.
-        async with transaction(sessions) as session:
-            ctx = BatchContext(session=session, clock=clock, source="profile")
-            await rollforward_job(views, batch=10_000, interval_s=60).run(ctx)
-        assert published(ctx, ids[("core-deposits", other)]) == []
-    finally:
-        await engine.dispose()
+    # The balance names another customer_ref than the account's owner: that ref gets a customer of
+    # its own, with nothing in it.
+    ctx = await profile.apply([account_opened(owner, account), account_balance(other, account, "250.00", as_of=START)])
+    [new] = published(ctx, await profile.customer_of(other))
+    assert (new.aum_cny, new.accounts, new.changed) == (0, [], ["identity"])
+    [owned] = published(ctx, await profile.customer_of(owner))
+    assert owned.aum_cny == 250
+    # So the roll-forward later that day has nothing to add about it.
+    assert published(await profile.roll_forward(), await profile.customer_of(other)) == []
