@@ -383,9 +383,12 @@ def measure(args: argparse.Namespace, report: Report) -> None:
         latency = asyncio.run(latency_under_load(bootstrap, current, args.probes, args.background_rate))
         for topic, label in ((C360_TIERS, "tier.changed"), (C360_TASKS, "task.created")):
             values = latency[topic]
+            lead = f"- Latency from a VIP balance event to its `{label}` with {args.background_rate:,} events/s of background:"
+            if not values:
+                report.add(f"{lead} none of {args.probes} probes arrived while the probe run lasted (about a minute).")
+                continue
             report.add(
-                f"- Latency from a VIP balance event to its `{label}` with {args.background_rate:,} events/s of "
-                f"background: {len(values)} of {args.probes} probes, p50 {percentile(values, 50):,.0f} ms, "
+                f"{lead} {len(values)} of {args.probes} probes, p50 {percentile(values, 50):,.0f} ms, "
                 f"p95 {percentile(values, 95):,.0f} ms, p99 {percentile(values, 99):,.0f} ms."
             )
         drain = drained(bootstrap, timeout_s=args.timeout_s)
