@@ -383,7 +383,10 @@ def measure(args: argparse.Namespace, report: Report) -> None:
         latency = asyncio.run(latency_under_load(bootstrap, current, args.probes, args.background_rate))
         for topic, label in ((C360_TIERS, "tier.changed"), (C360_TASKS, "task.created")):
             values = latency[topic]
-            lead = f"- Latency from a VIP balance event to its `{label}` with {args.background_rate:,} events/s of background:"
+            lead = (
+                f"- Latency from a VIP balance event to its `{label}` with {args.background_rate:,} events/s"
+                " of background:"
+            )
             if not values:
                 report.add(f"{lead} none of {args.probes} probes arrived while the probe run lasted (about a minute).")
                 continue
