@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import platform as host
+import shutil
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -59,9 +61,13 @@ class Platform:
         return {"Authorization": f"Bearer {token}"}
 
 
+KEEP_HELP = "keep the platform's directory (database, broker log, service logs) for inspection"
+
+
 @contextmanager
-def embedded_platform(name: str) -> Iterator[Platform]:
-    """A fresh platform in a new temporary directory, stopped (services first) on the way out."""
+def embedded_platform(name: str, *, keep: bool = False) -> Iterator[Platform]:
+    """A fresh platform in a new temporary directory, stopped (services first) on the way out,
+    and the directory removed unless `keep` (a full-branch run leaves 13 GB in it)."""
     work = Path(tempfile.mkdtemp(prefix=f"c360-{name}-"))
     postgres = EmbeddedPostgres(work / "pgdata", database=name)
     database_url = postgres.start()
@@ -79,6 +85,10 @@ def embedded_platform(name: str) -> Iterator[Platform]:
     finally:
         broker.stop()
         postgres.stop()
+        if keep:
+            print(f"The platform's directory is kept: {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 async def total_lag(bootstrap: str) -> int:

@@ -26,7 +26,7 @@ import asyncpg  # type: ignore[import-untyped]
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from bench.common import embedded_platform, machine, percentile, total_lag
+from bench.common import KEEP_HELP, embedded_platform, machine, percentile, total_lag
 from c360.ops import produce_all
 from c360.simulate import GroundTruth, SyntheticBank
 from contracts import (
@@ -306,7 +306,7 @@ async def latency_under_load(
 
 def measure(args: argparse.Namespace, report: Report) -> None:
     """Each benchmark in turn on one fresh platform, each line added to `report` as measured."""
-    with embedded_platform("bench") as platform:
+    with embedded_platform("bench", keep=args.keep) as platform:
         bootstrap, database_url = platform.bootstrap, platform.database_url
         started = time.perf_counter()
         bank = SyntheticBank(seed=args.seed, scale=args.scale)
@@ -418,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout-s", type=float, default=7200, help="give up on a replay not settled by then")
     parser.add_argument("--probes", type=int, default=30)
     parser.add_argument("--background-rate", type=int, default=1000)
+    parser.add_argument("--keep", action="store_true", help=KEEP_HELP)
     args = parser.parse_args(argv)
     report = Report()
     report.add(f"\n## Run of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, scale {args.scale}\n")

@@ -30,7 +30,7 @@ import httpx
 import psutil
 from aiokafka import AIOKafkaConsumer
 
-from bench.common import embedded_platform, machine, percentile, total_lag
+from bench.common import KEEP_HELP, embedded_platform, machine, percentile, total_lag
 from c360.embedded import EmbeddedPostgres
 from c360.platform import SERVICES, ServiceProcesses
 from c360.simulate import SyntheticBank
@@ -209,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=150, help="inbound events per second")
     parser.add_argument("--readers", type=int, default=8, help="concurrent gateway readers")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--keep", action="store_true", help=KEEP_HELP)
     args = parser.parse_args(argv)
 
     soak = Soak()
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\n## Soak of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {args.minutes:g} minutes at {args.rate:g} events/s\n"
     ]
     lines.append(f"Machine: {machine()}.\n")
-    with embedded_platform("soak") as platform:
+    with embedded_platform("soak", keep=args.keep) as platform:
         bootstrap, database_url, postgres = platform.bootstrap, platform.database_url, platform.postgres
         customers = max(10, round(args.minutes * 60 * args.rate / 8.5))
         bank = SyntheticBank(seed=args.seed, scale=customers / 458_067)
