@@ -1,6 +1,5 @@
 """What `make bench` and `make soak` share: a fresh embedded platform (PostgreSQL, the broker,
-schemas, topics, then the services), the machine's description, percentiles and the platform's
-consumer lag."""
+schemas, topics, then the services), the machine's description and percentiles."""
 
 from __future__ import annotations
 
@@ -16,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from c360.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
-from c360.ops import consumer_groups, consumer_lag
 from c360.platform import SERVICES, ServiceProcesses, create_topics, migrate_all, service_env
 from runtime.settings import development_secret
 from services.gateway.auth import Role, issue_token
@@ -89,11 +87,6 @@ def embedded_platform(name: str, *, keep: bool = False) -> Iterator[Platform]:
             print(f"The platform's directory is kept: {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
-
-
-async def total_lag(bootstrap: str) -> int:
-    """Messages not yet committed by the platform's consumer groups, all topics together."""
-    return sum(row.lag for row in await consumer_lag(bootstrap, consumer_groups()))
 
 
 def percentile(values: Sequence[float], p: float) -> float:

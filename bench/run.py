@@ -26,8 +26,8 @@ import asyncpg  # type: ignore[import-untyped]
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from bench.common import KEEP_HELP, embedded_platform, machine, percentile, total_lag
-from c360.ops import produce_all
+from bench.common import KEEP_HELP, embedded_platform, machine, percentile
+from c360.ops import produce_all, total_lag
 from c360.simulate import GroundTruth, SyntheticBank
 from contracts import (
     BANK_ACCOUNTS,

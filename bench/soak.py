@@ -30,8 +30,9 @@ import httpx
 import psutil
 from aiokafka import AIOKafkaConsumer
 
-from bench.common import KEEP_HELP, embedded_platform, machine, percentile, total_lag
+from bench.common import KEEP_HELP, embedded_platform, machine, percentile
 from c360.embedded import EmbeddedPostgres
+from c360.ops import total_lag
 from c360.platform import SERVICES, ServiceProcesses
 from c360.simulate import SyntheticBank
 from contracts import C360_TASKS, C360_TIERS, CloudEvent, parse_event

@@ -207,6 +207,11 @@ async def consumer_lag(bootstrap: str, groups: Mapping[str, Sequence[str]]) -> l
     return rows
 
 
+async def total_lag(bootstrap: str) -> int:
+    """Messages not yet committed by the platform's consumer groups, all topics together."""
+    return sum(row.lag for row in await consumer_lag(bootstrap, consumer_groups()))
+
+
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     await consumer.client.force_metadata_update()
     return consumer.partitions_for_topic(topic) or set()

@@ -11,7 +11,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 from pydantic import BaseModel
 
-from c360.ops import consumer_groups, consumer_lag
+from c360.ops import total_lag
 from contracts import CloudEvent, parse_event
 from runtime.kafka import make_producer
 
@@ -45,7 +45,7 @@ async def when_quiet(bootstrap: str, read: Callable[[], Any], timeout_s: float =
     before = read()
     while True:
         await asyncio.sleep(1)
-        lag = sum(row.lag for row in await consumer_lag(bootstrap, consumer_groups()))
+        lag = await total_lag(bootstrap)
         now = read()
         if lag == 0 and now == before:
             return now
