@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -75,11 +76,42 @@ def _running(pid: int) -> bool:
         return False
 
 
+_handed_out: set[int] = set()
+_chooser = random.SystemRandom()  # not the global generator, which tests may seed
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The range the kernel draws outgoing connections' local ports from."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A loopback port nothing listens on, outside the kernel's ephemeral range.
+
+    A port from `bind(("127.0.0.1", 0))` is an ephemeral one: between being handed out and the
+    server binding it (seconds, for a service process that imports its app first), any outgoing
+    connection of the platform's other processes may take it as its local port, and the server
+    then fails to start (uvicorn exits with code 3). Ports below the ephemeral range are never
+    taken that way; none is handed out twice by one process.
+    """
+    low, high = _ephemeral_range()
+    candidates = range(10_000, low) if low > 11_000 else range(high + 1, 65_536)
+    for _ in range(200):
+        port = _chooser.choice(candidates)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    raise RuntimeError("no free loopback port found outside the ephemeral range")
 
 
 def wait_for_port(host: str, port: int, timeout_s: float) -> None:

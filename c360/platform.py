@@ -98,6 +98,14 @@ class ServiceProcesses:
         """The services whose process has ended, with their exit codes."""
         return {name: code for name, p in self.processes.items() if (code := p.poll()) is not None}
 
+    def exit_message(self, name: str, lines: int = 15) -> str:
+        """Why `name` ended, as far as it said: its exit code and the tail of its log."""
+        message = f"the {name} service exited with code {self.processes[name].returncode}"
+        if self.log_dir is None or not (self.log_dir / f"{name}.log").exists():
+            return message
+        tail = (self.log_dir / f"{name}.log").read_text(errors="replace").splitlines()[-lines:]
+        return message + "; the end of its log:\n" + "\n".join(tail)
+
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
@@ -106,7 +114,7 @@ class ServiceProcesses:
         for name, process in self.processes.items():
             while True:
                 if process.poll() is not None:
-                    raise RuntimeError(f"the {name} service exited with code {process.returncode}")
+                    raise RuntimeError(self.exit_message(name))
                 try:
                     if httpx.get(self.url(name) + "/readyz", timeout=2).status_code == 200:
                         break

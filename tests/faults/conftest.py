@@ -84,7 +84,7 @@ class FaultPlatform:
         deadline = time.monotonic() + timeout_s
         while not ready(self.url(name)):
             if name in self.processes.exited():
-                raise RuntimeError(f"{name} exited with code {self.processes.exited()[name]}")
+                raise RuntimeError(self.processes.exit_message(name))
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{name} is not ready after {timeout_s}s")
             time.sleep(0.2)
