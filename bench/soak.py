@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         customers = max(10, round(args.minutes * 60 * args.rate / 8.5))
         bank = SyntheticBank(seed=args.seed, scale=customers / 458_067)
         events = list(bank.events())
-        processes = platform.services({"C360_CONSUMER__SESSION_TIMEOUT_MS": "10000"})
+        processes = platform.services()
         processes.start()
         processes.wait_healthy(timeout_s=180)
         headers = platform.admin_headers("soak")

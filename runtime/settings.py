@@ -31,7 +31,14 @@ class ConsumerSettings(BaseModel):
     )
     retry_initial_s: float = Field(default=0.2, gt=0, description="First backoff after a transient failure.")
     retry_max_s: float = Field(default=10.0, gt=0, description="Longest backoff between retries.")
-    session_timeout_ms: int = Field(default=30_000, ge=1000, description="Kafka group session timeout.")
+    session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1000,
+        description=(
+            "Kafka group session timeout. Tansu holds every join for half of it, so it is also how long"
+            " a consumer waits for its first batch after a start or a rebalance."
+        ),
+    )
     max_clock_skew_s: float = Field(
         default=300.0,
         ge=0,
