@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 import uuid
@@ -155,6 +156,21 @@ async def _start_producer(producer: AIOKafkaProducer, name: str) -> None:
             delay = min(delay * 2, 10.0)
 
 
+#: Allocations between young-generation collections (CPython's default is 700). A batch builds and
+#: drops tens of thousands of short-lived objects; at 700 the collector ran so often, and its older
+#: generations held so much, that it cost a quarter to a third of scoring's and engagement's CPU.
+GC_THRESHOLDS = (10_000, 50, 100)
+
+
+def settle_garbage_collector() -> None:
+    """Once a service has started: what startup built (modules, schemas, pools) is moved out of
+    the collector's sight for good (`gc.freeze`), and young collections run less often. Cycles are
+    still collected; memory stays bounded by the same generations, only scanned less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def build_lifespan(spec: ServiceSpec) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -206,6 +222,7 @@ def build_lifespan(spec: ServiceSpec) -> Callable[[FastAPI], contextlib.Abstract
             runtime.tasks.append(asyncio.create_task(consumer.run(), name=f"{spec.name}-consumer"))
         for name, runner in runtime.jobs.items():
             runtime.tasks.append(asyncio.create_task(runner.run(), name=f"{spec.name}-job-{name}"))
+        settle_garbage_collector()
         log.info("service.started", extra={"service": spec.name})
         try:
             yield
