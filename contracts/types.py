@@ -52,20 +52,54 @@ class DecimalString:
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         return core_schema.json_or_python_schema(
-            json_schema=core_schema.no_info_plain_validator_function(self._from_json),
+            json_schema=self._json_schema(),
             python_schema=core_schema.no_info_plain_validator_function(self._from_python),
             serialization=core_schema.plain_serializer_function_ser_schema(decimal_text, when_used="json"),
         )
 
+    def _json_schema(self) -> CoreSchema:
+        """The wire checks as one chain that runs inside pydantic-core, with no Python call per
+        amount (a profile update carries dozens): a JSON string, of the decimal pattern, within
+        the decimal places and whole digits, then a finite Decimal of the text (scale kept)
+        within the bounds. Each step refuses with the same error as `_check`."""
+        places, whole = self.max_decimal_places, self.max_integer_digits
+
+        def step(schema: CoreSchema, kind: str, message: str, context: dict[str, Any] | None = None) -> CoreSchema:
+            return core_schema.custom_error_schema(
+                schema, custom_error_type=kind, custom_error_message=message, custom_error_context=context
+            )
+
+        return core_schema.chain_schema(
+            [
+                step(
+                    core_schema.str_schema(strict=True),
+                    "decimal_string_type",
+                    'Input should be a decimal in a JSON string such as "1234.50", not a number',
+                ),
+                step(
+                    core_schema.str_schema(pattern=DECIMAL_PATTERN, max_length=64),
+                    "decimal_string",
+                    'Input should be a decimal string such as "1234.50"',
+                ),
+                step(
+                    core_schema.str_schema(pattern=rf"^-?[0-9]+(\.[0-9]{{1,{places}}})?$"),
+                    "decimal_too_many_places",
+                    f"Decimal should have at most {places} decimal places",
+                    {"max_places": places},
+                ),
+                # Leading zeros are not digits of the value (`"007.10"` has one before the point).
+                step(
+                    core_schema.str_schema(pattern=rf"^-?(0*[1-9][0-9]{{0,{whole - 1}}}|0+)(\.[0-9]+)?$"),
+                    "decimal_too_many_whole_digits",
+                    f"Decimal should have at most {whole} digits before the point",
+                    {"max_digits": whole},
+                ),
+                core_schema.decimal_schema(allow_inf_nan=False, gt=self.gt, ge=self.ge),
+            ]
+        )
+
     def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
         return {"type": "string", "pattern": DECIMAL_PATTERN}
-
-    def _from_json(self, value: Any) -> Decimal:
-        if not isinstance(value, str):
-            raise PydanticCustomError(
-                "decimal_string_type", 'Input should be a decimal in a JSON string such as "1234.50", not a number'
-            )
-        return self._check(_parse_decimal_text(value))
 
     def _from_python(self, value: Any) -> Decimal:
         if isinstance(value, Decimal):
@@ -83,13 +117,13 @@ class DecimalString:
         integer_digits = max(0, len(digits) + exponent)
         if places > self.max_decimal_places:
             raise PydanticCustomError(
-                "decimal_max_places",
+                "decimal_too_many_places",
                 "Decimal should have at most {max_places} decimal places",
                 {"max_places": self.max_decimal_places},
             )
         if integer_digits > self.max_integer_digits:
             raise PydanticCustomError(
-                "decimal_max_whole_digits",
+                "decimal_too_many_whole_digits",
                 "Decimal should have at most {max_digits} digits before the point",
                 {"max_digits": self.max_integer_digits},
             )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
 from contracts import Currency, Money, PositiveMoney, Ref, Timestamp
@@ -85,6 +89,33 @@ def test_money_is_written_as_a_plain_decimal_string(value: Decimal, wire: bytes)
 
 def test_money_json_schema_is_a_decimal_string() -> None:
     assert MONEY.json_schema() == {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$"}
+
+
+def _outcome(validate: Callable[[], Decimal]) -> tuple[str, object]:
+    try:
+        value = validate()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        return ("refused", (error["type"], error["msg"]))
+    return ("accepted", (value, value.as_tuple().exponent))
+
+
+DECIMAL_TEXT = st.one_of(
+    st.from_regex(r"\A-?[0-9]{1,22}(\.[0-9]{1,10})?\Z"),
+    st.from_regex(r"\A-?0{0,5}[0-9]{0,20}(\.[0-9]{0,10})?\Z"),
+    st.text(alphabet="-0123456789.eE+ NaInfity", max_size=30),
+)
+
+
+@given(text=DECIMAL_TEXT, bound=st.sampled_from([Money, PositiveMoney, NonNegativeRate]))
+def test_money_from_json_is_checked_exactly_as_a_decimal_string_from_python(text: str, bound: object) -> None:
+    """Amounts on the wire are checked inside pydantic-core (no Python call per amount); the
+    outcome, value, scale and error, is the same as the Python check of the same text."""
+    adapter: TypeAdapter[Decimal] = TypeAdapter(bound)
+    from_json = _outcome(lambda: adapter.validate_json(json.dumps(text)))
+    from_python = _outcome(lambda: adapter.validate_python(text))
+
+    assert from_json == from_python
 
 
 @pytest.mark.parametrize("text", ["0", "0.00", "-1"])
