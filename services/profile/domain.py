@@ -210,7 +210,37 @@ def daily_aum(
     figure is comparable across days.
     """
     start = today - timedelta(days=days - 1)
-    totals = [ZERO] * days
+    totals = daily_aum_totals(accounts, balances, rates, today, days)
+    return [(start + timedelta(days=i), v.quantize(CENT, ROUND_HALF_EVEN)) for i, v in enumerate(totals)]
+
+
+def average_daily_aum_cny(
+    accounts: Iterable[AccountState],
+    balances: Mapping[tuple[str, str], Sequence[tuple[date, Decimal]]],
+    rates: Mapping[str, Decimal],
+    today: date,
+    days: int = 30,
+) -> Decimal:
+    """`average_of(daily_aum(...))` without building the dated series: the figure tiers use."""
+    totals = daily_aum_totals(accounts, balances, rates, today, days)
+    return (sum((v.quantize(CENT, ROUND_HALF_EVEN) for v in totals), ZERO) / days).quantize(CENT, ROUND_HALF_EVEN)
+
+
+def daily_aum_totals(
+    accounts: Iterable[AccountState],
+    balances: Mapping[tuple[str, str], Sequence[tuple[date, Decimal]]],
+    rates: Mapping[str, Decimal],
+    today: date,
+    days: int,
+) -> list[Decimal]:
+    """The unrounded AUM in CNY of each of the `days` days ending `today` (see `daily_aum`).
+
+    Each account adds its converted balance from the day it was set until the next change (a
+    difference array: one step per balance change rather than one addition per account and
+    day); Decimal addition is exact here, so the totals equal the day-by-day sums.
+    """
+    start = today - timedelta(days=days - 1)
+    steps = [ZERO] * (days + 1)
     for account in accounts:
         if account.product is None or account.currency is None or account.status == "pending":
             continue
@@ -218,15 +248,22 @@ def daily_aum(
         if not history:
             continue
         counted = days if account.closed_on is None else max(0, min(days, (account.closed_on - start).days))
-        owned: dict[Decimal, Decimal | None] = {}  # a balance is carried for days: convert it once
-        for offset, value in enumerate(carried_forward(history, today, days)[:counted]):
-            if value not in owned:
-                amount = to_cny(value, account.currency, rates)
-                owned[value] = None if amount is None else _owned_cny(account.product, amount)[0]
-            share = owned[value]
-            if share is not None:
-                totals[offset] += share
-    return [(start + timedelta(days=i), v.quantize(CENT, ROUND_HALF_EVEN)) for i, v in enumerate(totals)]
+        share = ZERO  # what the account adds to each day from the last step on
+        for day, value in sorted(history):
+            offset = max(0, (day - start).days)
+            if offset >= counted:
+                break
+            amount = to_cny(value, account.currency, rates)
+            new = ZERO if amount is None else _owned_cny(account.product, amount)[0]
+            steps[offset] += new - share
+            share = new
+        steps[counted] -= share
+    totals = []
+    running = ZERO
+    for step in steps[:days]:
+        running += step
+        totals.append(running)
+    return totals
 
 
 def average_of(values: Sequence[tuple[date, Decimal]]) -> Decimal:

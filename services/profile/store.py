@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -388,7 +388,7 @@ class ProfileStore:
             return
         rows = []
         for state in accounts:
-            row = asdict(state)
+            row = dict(vars(state))  # the fields, shallow: asdict deep-copies every value
             row["product"] = state.product.value if state.product else None
             row["customer_id"] = customer_of[(state.source, state.customer_ref)]
             rows.append(row)
@@ -577,24 +577,6 @@ class ProfileStore:
         return found
 
     # -- the computed view ----------------------------------------------------------------------
-
-    async def stored_views(self, customer_ids: Iterable[str]) -> dict[str, StoredView]:
-        ids = sorted(set(customer_ids))
-        found: dict[str, StoredView] = {}
-        for chunk in _chunks(ids, CHUNK):
-            rows = await self.session.execute(select(Customer).where(Customer.customer_id.in_(chunk)))
-            for c in rows.scalars():
-                found[c.customer_id] = StoredView(
-                    aum_cny=c.aum_cny,
-                    aum_avg_30d_cny=c.aum_avg_30d_cny,
-                    liabilities_cny=c.liabilities_cny,
-                    unconverted_currencies=tuple(c.unconverted_currencies),
-                    tags=tuple(c.tags),
-                    behaviour=c.behaviour,
-                    interactions=c.interactions,
-                    erased=c.erased_at is not None,
-                )
-        return found
 
     async def save_views(self, rows: Sequence[Mapping[str, object]]) -> None:
         """Store each customer's computed figures in one executemany.

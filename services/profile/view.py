@@ -7,12 +7,24 @@ stores the figures and publishes one `c360.profile.updated.v1` per customer that
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from contracts import AccountSummary, Channel, Counterparty, Direction, InteractionKind, Product, ProfileUpdated
+from contracts import (
+    AccountSummary,
+    Behaviour,
+    Channel,
+    Counterparty,
+    Direction,
+    InteractionKind,
+    Interactions,
+    Product,
+    ProfileUpdated,
+)
 from runtime.consumer import BatchContext, ConsumedEvent
 from services.profile.activity import (
     InteractionFact,
@@ -22,7 +34,8 @@ from services.profile.activity import (
     derive_tags,
     interactions_summary,
 )
-from services.profile.domain import CENT, AccountState, average_of, customer_totals, daily_aum, to_cny
+from services.profile.domain import CENT, AccountState, average_daily_aum_cny, customer_totals, to_cny
+from services.profile.models import Customer
 from services.profile.settings import ProfileConfig
 from services.profile.store import ProfileStore, StoredView
 
@@ -60,21 +73,84 @@ class ViewBuilder:
         ids = sorted(customers)
         if not ids:
             return []
+        # Activity (behaviour windows, contacts, tags) is derived again when activity or accounts
+        # changed, and at least once each business day; a change of balances alone moves money.
+        derive = [cid for cid in ids if only_if_changed or not _money_only(customers[cid], changed[cid], today)]
         accounts = await store.accounts_of(ids)
         rates = await store.rates()
         keys = [(a.source, a.account_ref) for cid in ids for a in accounts[cid]]
         history = await store.balance_history(keys, today - timedelta(days=self.average_days - 1), today)
-        transactions = await store.transactions_since(ids, now - timedelta(days=BEHAVIOUR_DAYS))
-        last_transaction = await store.last_transactions(ids)
-        interactions = await store.interactions_of(ids)
-        since = await store.customer_since(ids)
-        stored = await store.stored_views(ids)
+        activity = await self._activity(store, derive, accounts, rates, now)
 
         rows: list[dict[str, Any]] = []
         published: list[str] = []
         for cid in ids:
+            customer = customers[cid]
             totals = customer_totals(accounts[cid], rates)
-            average = average_of(daily_aum(accounts[cid], history, rates, today, self.average_days))
+            average = average_daily_aum_cny(accounts[cid], history, rates, today, self.average_days)
+            found = activity.get(cid) or _kept_activity(customer)
+            row = {
+                "customer_id": cid,
+                "aum_cny": totals.aum_cny,
+                "aum_avg_30d_cny": average,
+                "liabilities_cny": totals.liabilities_cny,
+                "unconverted_currencies": sorted(totals.unconverted_currencies),
+                "tags": sorted(found.tags),
+                "tag_reasons": found.tags,
+                "behaviour": found.behaviour.model_dump(mode="json") if cid in activity else customer.behaviour,
+                "interactions": found.contacts.model_dump(mode="json") if cid in activity else customer.interactions,
+                "customer_since": found.since,
+                "last_transaction_at": found.behaviour.last_transaction_at,
+                "average_on": today,
+                "event_at": (event_times or {}).get(cid),
+            }
+            rows.append(row)
+            moved = _moved(stored_view(customer), row)
+            what = sorted(changed[cid]) if not only_if_changed else moved
+            if only_if_changed and not moved:
+                continue
+            ctx.publish(
+                ProfileUpdated(
+                    customer_id=cid,
+                    aum_cny=totals.aum_cny,
+                    aum_avg_30d_cny=average,
+                    liabilities_cny=totals.liabilities_cny,
+                    product_holdings=dict(totals.product_holdings),
+                    tags=sorted(found.tags),
+                    tag_reasons=found.tags,
+                    changed=what,
+                    branch_id=customer.branch_id,
+                    birth_date=customer.birth_date,
+                    marketing_consent=customer.marketing_consent,
+                    unconverted_currencies=sorted(totals.unconverted_currencies),
+                    accounts=[_summary(a, rates) for a in accounts[cid] if a.product is not None],
+                    behaviour=found.behaviour,
+                    interactions=found.contacts,
+                    customer_since=found.since,
+                ),
+                cause=(causes or {}).get(cid),
+            )
+            published.append(cid)
+        await store.save_views(rows)
+        return published
+
+    async def _activity(
+        self,
+        store: ProfileStore,
+        ids: Sequence[str],
+        accounts: Mapping[str, Sequence[AccountState]],
+        rates: Mapping[str, Decimal],
+        now: datetime,
+    ) -> dict[str, Activity]:
+        """Behaviour windows, contacts, tags and tenure of `ids`, from their stored activity."""
+        if not ids:
+            return {}
+        transactions = await store.transactions_since(ids, now - timedelta(days=BEHAVIOUR_DAYS))
+        last_transaction = await store.last_transactions(ids)
+        interactions = await store.interactions_of(ids)
+        since = await store.customer_since(ids)
+        found: dict[str, Activity] = {}
+        for cid in ids:
             facts = [
                 TransactionFact(
                     posted_at=t.posted_at,
@@ -90,51 +166,58 @@ class ViewBuilder:
                 InteractionFact(InteractionKind(i.kind), i.occurred_at, i.satisfaction) for i in interactions[cid]
             )
             tags = derive_tags(TagInputs(now, accounts[cid], facts, seen, since.get(cid)))
-            row = {
-                "customer_id": cid,
-                "aum_cny": totals.aum_cny,
-                "aum_avg_30d_cny": average,
-                "liabilities_cny": totals.liabilities_cny,
-                "unconverted_currencies": sorted(totals.unconverted_currencies),
-                "tags": sorted(tags),
-                "tag_reasons": tags,
-                "behaviour": seen.model_dump(mode="json"),
-                "interactions": contacts.model_dump(mode="json"),
-                "customer_since": since.get(cid),
-                "last_transaction_at": last_transaction.get(cid),
-                "average_on": today,
-                "event_at": (event_times or {}).get(cid),
-            }
-            rows.append(row)
-            moved = _moved(stored.get(cid), row)
-            what = sorted(changed[cid]) if not only_if_changed else moved
-            if only_if_changed and not moved:
-                continue
-            customer = customers[cid]
-            ctx.publish(
-                ProfileUpdated(
-                    customer_id=cid,
-                    aum_cny=totals.aum_cny,
-                    aum_avg_30d_cny=average,
-                    liabilities_cny=totals.liabilities_cny,
-                    product_holdings=dict(totals.product_holdings),
-                    tags=sorted(tags),
-                    tag_reasons=tags,
-                    changed=what,
-                    branch_id=customer.branch_id,
-                    birth_date=customer.birth_date,
-                    marketing_consent=customer.marketing_consent,
-                    unconverted_currencies=sorted(totals.unconverted_currencies),
-                    accounts=[_summary(a, rates) for a in accounts[cid] if a.product is not None],
-                    behaviour=seen,
-                    interactions=contacts,
-                    customer_since=since.get(cid),
-                ),
-                cause=(causes or {}).get(cid),
-            )
-            published.append(cid)
-        await store.save_views(rows)
-        return published
+            found[cid] = Activity(seen, contacts, tags, since.get(cid))
+        return found
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What a customer's transactions, interactions and accounts say beyond money."""
+
+    behaviour: Behaviour
+    contacts: Interactions
+    tags: dict[str, str]
+    since: date | None
+
+
+#: Changes that move a customer's money figures and nothing else: behaviour windows, contacts,
+#: tags and tenure come from transactions, interactions, accounts opened or closed and FX rates.
+MONEY_ONLY = frozenset({"balances", "reconciliation"})
+
+
+def _money_only(customer: Customer, changed: set[str], today: date) -> bool:
+    """Whether the customer's stored activity still holds: only money changed, and the activity
+    was derived today (so windows move at least once a business day, as the roll-forward does)."""
+    return (
+        changed <= MONEY_ONLY
+        and customer.average_on == today
+        and customer.behaviour is not None
+        and customer.interactions is not None
+    )
+
+
+def _kept_activity(customer: Customer) -> Activity:
+    """The activity derived and stored by an earlier recompute of this business day."""
+    return Activity(
+        Behaviour.model_validate(customer.behaviour),
+        Interactions.model_validate(customer.interactions),
+        dict(customer.tag_reasons),
+        customer.customer_since,
+    )
+
+
+def stored_view(customer: Customer) -> StoredView:
+    """The figures last written for a customer, to tell which a recomputation moved."""
+    return StoredView(
+        aum_cny=customer.aum_cny,
+        aum_avg_30d_cny=customer.aum_avg_30d_cny,
+        liabilities_cny=customer.liabilities_cny,
+        unconverted_currencies=tuple(customer.unconverted_currencies),
+        tags=tuple(customer.tags),
+        behaviour=customer.behaviour,
+        interactions=customer.interactions,
+        erased=customer.erased_at is not None,
+    )
 
 
 def _moved(before: StoredView | None, row: Mapping[str, Any]) -> list[str]:

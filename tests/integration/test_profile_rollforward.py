@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from contracts import BANK_ACCOUNTS, CloudEvent, ProfileUpdated
+from contracts import CloudEvent, ProfileUpdated
 from runtime.clock import FixedClock
 from runtime.consumer import BatchContext
 from runtime.db import create_engine, session_factory, transaction
@@ -19,7 +19,7 @@ from services.profile.identity import IdentityProtector
 from services.profile.settings import ProfileConfig
 from services.profile.store import ProfileStore
 from services.profile.view import ViewBuilder
-from tests.builders import account_balance, account_opened, consumed, unique_ref
+from tests.builders import account_balance, account_opened, consumed, transaction_posted, unique_ref
 
 # Far from the wall clock, so the running platform's own roll-forward never has this day.
 START = datetime(2030, 1, 10, 4, 0, tzinfo=UTC)
@@ -46,7 +46,7 @@ class Profile:
     async def apply(self, events: Sequence[CloudEvent]) -> BatchContext:
         async with transaction(self.sessions) as session:
             ctx = BatchContext(session=session, clock=self.clock, source="profile")
-            await self.handler(ctx, consumed(BANK_ACCOUNTS, list(events)))
+            await self.handler(ctx, consumed(None, list(events)))
         return ctx
 
     async def roll_forward(self) -> BatchContext:
@@ -114,3 +114,41 @@ async def test_a_customer_an_event_only_names_is_published_by_the_batch_that_cre
     assert owned.aum_cny == 250
     # So the roll-forward later that day has nothing to add about it.
     assert published(await profile.roll_forward(), await profile.customer_of(other)) == []
+
+
+async def test_a_balance_alone_moves_money_and_keeps_the_days_activity_until_activity_or_a_new_day(
+    profile: Profile,
+) -> None:
+    ref = unique_ref("MONEY")
+    account = f"{ref}-CUR"
+    # Inside the 30-day window at START, outside it two hours later.
+    old = transaction_posted(ref, account, "80.00", posted_at=START - timedelta(days=29, hours=23))
+    ctx = await profile.apply([account_opened(ref, account), account_balance(ref, account, "500.00", as_of=START), old])
+    customer_id = await profile.customer_of(ref)
+    [first] = published(ctx, customer_id)
+    assert first.behaviour is not None
+    assert first.behaviour.last_30d.count == 1
+
+    profile.clock.advance(timedelta(hours=2))
+    [money] = published(
+        await profile.apply([account_balance(ref, account, "900.00", as_of=START + timedelta(hours=2), version=2)]),
+        customer_id,
+    )
+    assert (money.aum_cny, money.changed) == (900, ["balances"])
+    assert money.behaviour == first.behaviour  # the activity derived today still stands
+    assert money.tags == first.tags
+
+    new = transaction_posted(ref, account, "20.00", posted_at=START + timedelta(hours=2))
+    [derived] = published(await profile.apply([new]), customer_id)
+    assert derived.behaviour is not None
+    assert derived.behaviour.last_30d.count == 1  # the old one has left the window, the new one entered
+    assert derived.behaviour.last_90d.count == 2
+
+    profile.clock.advance(timedelta(days=1))
+    [next_day] = published(
+        await profile.apply([account_balance(ref, account, "950.00", as_of=profile.clock.now(), version=3)]),
+        customer_id,
+    )
+    assert next_day.behaviour is not None
+    assert next_day.behaviour.last_30d.count == 1
+    assert next_day.behaviour.last_30d.debit_cny == 20  # derived again on a new business day

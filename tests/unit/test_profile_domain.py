@@ -7,6 +7,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from contracts import AccountBalance, AccountClosed, AccountOpened, AccountSnapshot, IdType, Product
 from services.profile.domain import (
@@ -14,10 +16,14 @@ from services.profile.domain import (
     apply_account_event,
     apply_snapshot,
     average_daily_aum,
+    average_daily_aum_cny,
     average_of,
+    carried_forward,
     customer_totals,
     daily_aum,
+    daily_aum_totals,
     snapshot_difference,
+    to_cny,
 )
 from services.profile.identity import IdentityProtector, blocked_reason, canonical_id_number, normalise_id_number
 from services.profile.settings import DEFAULT_IDENTITY_BLOCKLIST
@@ -258,6 +264,67 @@ def test_daily_aum_sums_accounts_day_by_day_with_closing_and_unconverted_currenc
     with_rate = dict(daily_aum([deposit, usd, closed, card], history, {"USD": Decimal("7.1")}, today, 3))
     assert with_rate[date(2026, 11, 30)] == Decimal("3071.00")
     assert average_of(list(with_rate.items())) == Decimal("2571.00")
+
+
+def _day_by_day(
+    accounts: list[AccountState], history: dict[tuple[str, str], list[tuple[date, Decimal]]], rates: dict[str, Decimal]
+) -> list[Decimal]:
+    """The daily totals the plain way: every account's carried-forward value on every day."""
+    today, days = date(2026, 11, 30), 30
+    start = date(2026, 11, 1)
+    totals = [Decimal(0)] * days
+    for a in accounts:
+        if a.product is None or a.currency is None or a.status == "pending":
+            continue
+        counted = days if a.closed_on is None else max(0, min(days, (a.closed_on - start).days))
+        for offset, value in enumerate(carried_forward(history.get((a.source, a.account_ref), []), today, days)):
+            amount = to_cny(value, a.currency, rates)
+            if offset < counted and amount is not None:
+                signed = amount if a.product.is_asset else -amount
+                totals[offset] += max(signed, Decimal(0))
+    return totals
+
+
+DAYS_AROUND = st.dates(min_value=date(2026, 9, 1), max_value=date(2026, 12, 5))
+AMOUNTS = st.decimals(min_value=-(10**7), max_value=10**9, places=2, allow_nan=False)
+ACCOUNTS = st.lists(
+    st.tuples(
+        st.sampled_from([Product.CURRENT, Product.TIME_DEPOSIT, Product.CREDIT_CARD, Product.FUND]),
+        st.sampled_from(["CNY", "USD", "HKD"]),
+        st.sampled_from(["open", "closed", "pending"]),
+        st.one_of(st.none(), DAYS_AROUND),
+        st.dictionaries(DAYS_AROUND, AMOUNTS, max_size=8),
+    ),
+    max_size=5,
+)
+
+
+@given(ACCOUNTS, st.booleans())
+def test_daily_aum_totals_equal_the_day_by_day_sums(
+    drawn: list[tuple[Product, str, str, date | None, dict[date, Decimal]]], usd_known: bool
+) -> None:
+    accounts: list[AccountState] = []
+    history: dict[tuple[str, str], list[tuple[date, Decimal]]] = {}
+    for i, (product, currency, status, closed_on, days) in enumerate(drawn):
+        accounts.append(
+            AccountState(
+                source="core",
+                account_ref=f"A{i}",
+                customer_ref="C1",
+                product=product,
+                currency=currency,
+                status=status,
+                closed_on=closed_on if status == "closed" else None,
+            )
+        )
+        history[("core", f"A{i}")] = sorted(days.items())
+    rates = {"HKD": Decimal("0.912345")} | ({"USD": Decimal("7.1234")} if usd_known else {})
+    today = date(2026, 11, 30)
+
+    assert daily_aum_totals(accounts, history, rates, today, 30) == _day_by_day(accounts, history, rates)
+    assert average_daily_aum_cny(accounts, history, rates, today) == average_of(
+        daily_aum(accounts, history, rates, today)
+    )
 
 
 def test_customers_linked_through_any_identity_end_in_one_merge_group() -> None:
