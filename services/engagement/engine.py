@@ -51,9 +51,10 @@ def profile_of(row: CustomerState) -> ProfileUpdated | None:
     return parsed
 
 
-def keep_profile(row: CustomerState, profile: ProfileUpdated) -> None:
-    """Store a profile from an event, keeping the parsed model so `profile_of` need not parse it."""
-    row.profile = profile.model_dump(mode="json")
+def keep_profile(row: CustomerState, profile: ProfileUpdated, as_received: dict[str, Any]) -> None:
+    """Store a profile from an event as it arrived (its `data`, so the model just parsed from it
+    is not serialised again), keeping the parsed model so `profile_of` need not parse it."""
+    row.profile = as_received
     row._parsed_profile = (row.profile, profile)  # type: ignore[attr-defined]
 
 

@@ -29,6 +29,13 @@ class Subject:
     profile_at: datetime
     cause: ConsumedEvent | None = None
 
+    def profile_json(self) -> dict[str, Any]:
+        """The profile as JSON to keep: the event's own `data` as it arrived when there is one
+        (the same fields, and no second serialisation of a model just parsed from them)."""
+        if self.cause is not None:
+            return self.cause.envelope.data
+        return self.profile.model_dump(mode="json")
+
 
 def stored_subject(row: CustomerTier) -> Subject:
     """A customer as last seen, from the profile figures kept on the tier row."""
@@ -79,7 +86,7 @@ class Assessor:
                     "aum_cny": profile.aum_cny,
                     "aum_avg_30d_cny": profile.aum_avg_30d_cny,
                     "branch_id": profile.branch_id,
-                    "profile": profile.model_dump(mode="json"),
+                    "profile": subject.profile_json(),
                     "profile_at": subject.profile_at,
                     "updated_at": now,
                 }
