@@ -15,10 +15,10 @@ from typing import Any
 
 from contracts import ProfileUpdated, ScoreUpdated, TierChanged
 from runtime.consumer import BatchContext, ConsumedEvent
-from services.scoring.models import CustomerScore, CustomerTier
+from services.scoring.models import CustomerTier
 from services.scoring.policy import TierPolicy, TierState, assess
 from services.scoring.scores import ScoreModel, Scores, compute_scores, worth_publishing
-from services.scoring.store import ScoringStore
+from services.scoring.store import PublishedScores, ScoringStore
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def stored_subject(row: CustomerTier) -> Subject:
     return Subject(ProfileUpdated.model_validate(row.profile), row.profile_at)
 
 
-def _published(row: CustomerScore | None) -> Scores | None:
+def _published(row: PublishedScores | None) -> Scores | None:
     if row is None or row.published_value_score is None or row.published_churn_risk is None:
         return None
     return Scores(row.published_value_score, row.published_churn_risk, tuple(row.published_risk_flags or ()), ())
@@ -127,7 +127,7 @@ class Assessor:
         ctx: BatchContext,
         customer_id: str,
         profile: ProfileUpdated,
-        stored: CustomerScore | None,
+        stored: PublishedScores | None,
         now: datetime,
         cause: ConsumedEvent | None,
     ) -> dict[str, Any]:

@@ -44,6 +44,26 @@ PERSONAL_PROFILE_FIELDS = ("birth_date",)
 
 
 @dataclass(frozen=True)
+class HeldTier:
+    """A customer's tier as kept: held since when, on watch since when, decided on which profile."""
+
+    tier: str
+    since: datetime
+    watch_since: datetime | None
+    profile_at: datetime | None
+
+
+@dataclass(frozen=True)
+class PublishedScores:
+    """The scores last published for a customer (all None before the first)."""
+
+    published_value_score: int | None
+    published_churn_risk: float | None
+    published_risk_flags: list[str] | None
+    published_at: datetime | None
+
+
+@dataclass(frozen=True)
 class DistributionRow:
     key: str
     customers: int
@@ -68,21 +88,39 @@ class ScoringStore:
 
     # -- current tiers and scores ----------------------------------------------------------------
 
-    async def tiers(self, customer_ids: Iterable[str]) -> dict[str, CustomerTier]:
-        """Current tier rows, locked for this transaction (in id order, so never a deadlock)."""
+    async def tiers(self, customer_ids: Iterable[str]) -> dict[str, HeldTier]:
+        """The tier each customer holds, its rows locked for this transaction (in id order, so
+        never a deadlock). Without the kept profile: deciding needs only the new one."""
         ids = sorted(set(customer_ids))
+        t = CustomerTier.__table__.c
         rows = await self.session.execute(
-            select(CustomerTier)
-            .where(CustomerTier.customer_id.in_(ids))
-            .order_by(CustomerTier.customer_id)
+            select(t.customer_id, t.tier, t.since, t.watch_since, t.profile_at)
+            .where(t.customer_id.in_(ids))
+            .order_by(t.customer_id)
             .with_for_update()
         )
-        return {row.customer_id: row for row in rows.scalars()}
+        return {r.customer_id: HeldTier(r.tier, r.since, r.watch_since, r.profile_at) for r in rows}
 
-    async def scores(self, customer_ids: Iterable[str]) -> dict[str, CustomerScore]:
+    async def scores(self, customer_ids: Iterable[str]) -> dict[str, PublishedScores]:
+        """The scores last published for each customer (the step to the new ones is measured
+        from them), without the reasons kept beside them."""
         ids = sorted(set(customer_ids))
-        rows = await self.session.execute(select(CustomerScore).where(CustomerScore.customer_id.in_(ids)))
-        return {row.customer_id: row for row in rows.scalars()}
+        s = CustomerScore.__table__.c
+        rows = await self.session.execute(
+            select(
+                s.customer_id,
+                s.published_value_score,
+                s.published_churn_risk,
+                s.published_risk_flags,
+                s.published_at,
+            ).where(s.customer_id.in_(ids))
+        )
+        return {
+            r.customer_id: PublishedScores(
+                r.published_value_score, r.published_churn_risk, r.published_risk_flags, r.published_at
+            )
+            for r in rows
+        }
 
     async def save_tiers(self, rows: Sequence[Mapping[str, Any]]) -> None:
         await self._upsert(CustomerTier, rows, TIER_COLUMNS)
