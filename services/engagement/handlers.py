@@ -48,7 +48,7 @@ class EngagementHandler:
         )
         if not touched:
             return
-        rows = await store.lock_customers(touched, now)
+        rows = await store.lock_customers(touched, now, without_profile=True)
         signals: dict[str, Signals] = {}
         causes: dict[str, ConsumedEvent] = {}
         for event in events:
@@ -68,6 +68,7 @@ class EngagementHandler:
             else:
                 continue
             causes[data.customer_id] = event
+        await store.kept_profiles(rows.values())
         await self.engagement.evaluate(ctx, store, rows, signals, causes)
         await self.audiences.refresh(ctx, store, rows)
 

@@ -9,8 +9,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, literal, or_, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
+from sqlalchemy.orm.attributes import set_committed_value
 
 from services.engagement.models import (
     OPEN_STATUSES,
@@ -59,8 +62,13 @@ class EngagementStore:
 
     # -- customers -------------------------------------------------------------------------------
 
-    async def lock_customers(self, customer_ids: Iterable[str], now: datetime) -> dict[str, CustomerState]:
-        """Each customer's row, created when new, locked for this transaction (in id order)."""
+    async def lock_customers(
+        self, customer_ids: Iterable[str], now: datetime, *, without_profile: bool = False
+    ) -> dict[str, CustomerState]:
+        """Each customer's row, created when new, locked for this transaction (in id order).
+
+        `without_profile` leaves the kept profile unread (a batch that brings a newer one need not
+        read the old); `kept_profiles` reads it for the rows that still need it."""
         ids = sorted(set(customer_ids))
         if not ids:
             return {}
@@ -68,13 +76,21 @@ class EngagementStore:
             insert(CustomerState.__table__).on_conflict_do_nothing(),  # type: ignore[arg-type]
             [{"customer_id": cid, "updated_at": now} for cid in ids],
         )
-        rows = await self.session.execute(
-            select(CustomerState)
-            .where(CustomerState.customer_id.in_(ids))
-            .order_by(CustomerState.customer_id)
-            .with_for_update()
-        )
+        stmt = select(CustomerState).where(CustomerState.customer_id.in_(ids)).order_by(CustomerState.customer_id)
+        if without_profile:
+            stmt = stmt.options(defer(CustomerState.profile, raiseload=True))
+        rows = await self.session.execute(stmt.with_for_update())
         return {row.customer_id: row for row in rows.scalars()}
+
+    async def kept_profiles(self, rows: Iterable[CustomerState]) -> None:
+        """Read the kept profile of each row that has neither read it nor been given a new one."""
+        unread = {row.customer_id: row for row in rows if "profile" in sa_inspect(row).unloaded}
+        if not unread:
+            return
+        wanted = CustomerState.customer_id.in_(sorted(unread))
+        found = await self.session.execute(select(CustomerState.customer_id, CustomerState.profile).where(wanted))
+        for customer_id, profile in found:
+            set_committed_value(unread[customer_id], "profile", profile)
 
     async def list_customers(
         self,

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 from runtime.consumer import BatchContext
 from runtime.db import create_engine, runtime_table, session_factory
 from runtime.jobs import JobRunner
 from services.engagement.app import sweep_job
+from services.engagement.engine import profile_of
 from services.engagement.models import Base
 from services.engagement.rules import Proposal
 from tests.builders import profile_updated, unique_ref
@@ -176,3 +178,20 @@ async def test_the_one_open_task_rule_holds_on_a_connection_past_postgres_generi
             await store.create_task(proposal, rm_id=None, branch_id=None, now=now)
     for cid in ids:
         assert [t.action for t in await service.tasks(cid)] == ["risk_follow_up"]
+
+
+async def test_a_batch_with_an_older_profile_and_a_tier_change_acts_on_the_profile_kept(service: Service) -> None:
+    cid = unique_ref("C")
+    now = service.clock.now()
+    await service.consume(profile_updated(cid, "350000.00", at=now))
+    # The batch reads no kept profile up front: this one's profile is older, so the kept one is
+    # read for the rules and stays.
+    late = await service.consume(
+        profile_updated(cid, "1000.00", at=now - timedelta(hours=1)), tier_changed(cid, None, "vip", now)
+    )
+    assert [t.action for t in created(late)] == ["welcome"]
+    async with service.store() as store:
+        row = (await store.lock_customers([cid], now))[cid]
+        kept = profile_of(row)
+    assert kept is not None
+    assert kept.aum_avg_30d_cny == Decimal("350000.00")
