@@ -93,25 +93,42 @@ class OutboxRelay:
 
     async def run(self) -> None:
         backoff = Backoff(0.2, 10.0)
-        while not self._stopping:
-            try:
-                published = await self.publish_pending()
-                await self._purge_published()
-                self.healthy = True
-                backoff.reset()
-            except Exception as exc:
-                if is_transient(exc):
-                    log.warning("outbox.unavailable", extra={"relay": self.name, "error": repr(exc)})
-                    metrics.TRANSIENT_FAILURES.labels(component="outbox").inc()
-                else:
-                    log.exception("outbox.publish_failed", extra={"relay": self.name})
-                self.healthy = False
-                await asyncio.sleep(backoff.next_delay())
-                continue
-            if published < self.settings.batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.settings.idle_poll_s)
-                self._wake.clear()
+        purge: asyncio.Task[None] | None = None
+        try:
+            while not self._stopping:
+                published = await self._publish_round(backoff)
+                if published is None:
+                    continue
+                if (purge is None or purge.done()) and self._purge_due():
+                    # Beside the publishing, never in its way: on a large outbox the purge's scan
+                    # takes long enough to delay every event behind it.
+                    purge = asyncio.create_task(self._purge_published(), name=f"{self.name}-outbox-purge")
+                if published < self.settings.batch_size:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=self.settings.idle_poll_s)
+                    self._wake.clear()
+        finally:
+            if purge is not None and not purge.done():
+                purge.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purge
+
+    async def _publish_round(self, backoff: Backoff) -> int | None:
+        """One round of publishing: how many rows went out, or None after a failure (waited out)."""
+        try:
+            published = await self.publish_pending()
+        except Exception as exc:
+            if is_transient(exc):
+                log.warning("outbox.unavailable", extra={"relay": self.name, "error": repr(exc)})
+                metrics.TRANSIENT_FAILURES.labels(component="outbox").inc()
+            else:
+                log.exception("outbox.publish_failed", extra={"relay": self.name})
+            self.healthy = False
+            await asyncio.sleep(backoff.next_delay())
+            return None
+        self.healthy = True
+        backoff.reset()
+        return published
 
     async def publish_pending(self) -> int:
         """Publish one batch of pending rows; returns how many were published."""
@@ -153,13 +170,22 @@ class OutboxRelay:
             metrics.OUTBOX_PUBLISH_SECONDS.observe(max(0.0, (now - row.created_at).total_seconds()))
         return len(rows)
 
-    async def _purge_published(self) -> None:
+    def _purge_due(self) -> bool:
+        """Whether the purge interval has passed since the last purge began (if so, one begins now)."""
         now = datetime.now(UTC)
-        if now - self._last_purge < timedelta(minutes=5):
-            return
+        if now - self._last_purge < timedelta(seconds=self.settings.purge_interval_s):
+            return False
         self._last_purge = now
-        cutoff = now - timedelta(hours=self.settings.retention_hours)
-        async with transaction(self.sessions) as session:
-            await session.execute(
-                delete(self.table).where(self.table.c.published_at.is_not(None), self.table.c.published_at < cutoff)
-            )
+        return True
+
+    async def _purge_published(self) -> None:
+        """Delete rows published longer ago than the retention; a failure is logged and tried
+        again next time."""
+        cutoff = datetime.now(UTC) - timedelta(hours=self.settings.retention_hours)
+        try:
+            async with transaction(self.sessions) as session:
+                await session.execute(
+                    delete(self.table).where(self.table.c.published_at.is_not(None), self.table.c.published_at < cutoff)
+                )
+        except Exception as exc:
+            log.warning("outbox.purge_failed", extra={"relay": self.name, "error": repr(exc)})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -15,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from contracts import BANK_ACCOUNTS, DLQ_GROUP_HEADER, DLQ_REASON_HEADER, CloudEvent, dlq_topic
 from runtime.clock import SystemClock
 from runtime.consumer import BatchConsumer, BatchContext, ConsumedEvent
-from runtime.db import add_runtime_tables, create_engine, runtime_table, session_factory
+from runtime.db import add_runtime_tables, create_engine, runtime_table, session_factory, transaction
 from runtime.kafka import header, make_producer
-from runtime.settings import ConsumerSettings
+from runtime.outbox import OutboxMessage, OutboxRelay, write_outbox
+from runtime.settings import ConsumerSettings, OutboxSettings
 from tests.builders import account_balance, account_opened, unique_ref
 
 SCHEMA = "runtime_test"
@@ -241,3 +242,45 @@ async def _count(harness: Harness, table: Table, events: Sequence[CloudEvent]) -
             select(func.count()).select_from(table).where(table.c.event_id.in_([e.id for e in events]))
         )
         return int(result or 0)
+
+
+async def test_the_relay_purges_published_rows_past_the_retention_while_it_keeps_publishing(harness: Harness) -> None:
+    outbox = runtime_table(metadata, "outbox")
+    relay = OutboxRelay(
+        name="runtime-test",
+        sessions=harness.sessions,
+        table=outbox,
+        producer=harness.producer,
+        settings=OutboxSettings(retention_hours=0, purge_interval_s=0.2, idle_poll_s=0.05),
+    )
+    ref = unique_ref("PURGE")
+
+    async def write(count: int) -> None:
+        async with transaction(harness.sessions) as session:
+            messages = [
+                OutboxMessage(topic=BANK_ACCOUNTS, key=ref, event=account_balance(ref, f"{ref}-A", f"{i}.00"))
+                for i in range(count)
+            ]
+            await write_outbox(session, outbox, messages)
+
+    async def rows() -> tuple[int, int]:
+        async with harness.sessions() as session:
+            pending = await session.scalar(
+                select(func.count()).where(outbox.c.message_key == ref, outbox.c.published_at.is_(None))
+            )
+            kept = await session.scalar(select(func.count()).where(outbox.c.message_key == ref))
+            return pending or 0, kept or 0
+
+    task = asyncio.create_task(relay.run())
+    try:
+        await write(20)
+        await eventually(lambda: _equals(rows(), (0, 0)))  # published, then purged
+        await write(5)
+        await eventually(lambda: _equals(rows(), (0, 0)))
+    finally:
+        relay.stop()
+        await asyncio.wait_for(task, 15)
+
+
+async def _equals(value: Awaitable[object], expected: object) -> bool:
+    return await value == expected
