@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, literal, or_, select, update
+from sqlalchemy import ARRAY, DateTime, Text, bindparam, delete, func, literal, or_, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -56,6 +56,20 @@ def new_task_id() -> str:
     return "T" + uuid.uuid4().hex[:20].upper()
 
 
+_STATES: Any = CustomerState.__table__
+_GIVEN_IDS = func.unnest(bindparam("ids", type_=ARRAY(Text))).table_valued("customer_id").render_derived()
+#: A row for each customer not seen before, in one statement whatever the number of ids (most
+#: customers of a batch are known; one INSERT per id was an execution per customer).
+_NEW_CUSTOMERS = (
+    insert(_STATES)
+    .from_select(
+        ["customer_id", "updated_at"],
+        select(_GIVEN_IDS.c.customer_id, bindparam("now", type_=DateTime(timezone=True))),
+    )
+    .on_conflict_do_nothing()
+)
+
+
 class EngagementStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -72,10 +86,7 @@ class EngagementStore:
         ids = sorted(set(customer_ids))
         if not ids:
             return {}
-        await self.session.execute(
-            insert(CustomerState.__table__).on_conflict_do_nothing(),  # type: ignore[arg-type]
-            [{"customer_id": cid, "updated_at": now} for cid in ids],
-        )
+        await self.session.execute(_NEW_CUSTOMERS, {"ids": ids, "now": now})
         stmt = select(CustomerState).where(CustomerState.customer_id.in_(ids)).order_by(CustomerState.customer_id)
         if without_profile:
             stmt = stmt.options(defer(CustomerState.profile, raiseload=True))
