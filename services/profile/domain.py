@@ -162,6 +162,10 @@ def customer_totals(accounts: Iterable[AccountState], rates: Mapping[str, Decima
     )
 
 
+#: Each account's end-of-day balances, keyed by `(source, account_ref)`, for the days they changed.
+BalanceHistory = Mapping[tuple[str, str], Sequence[tuple[date, Decimal]]]
+
+
 def carried_forward(history: Sequence[tuple[date, Decimal]], today: date, days: int) -> list[Decimal]:
     """End-of-day values for the `days` calendar days ending `today`.
 
@@ -196,7 +200,7 @@ def average_daily_aum(history: Sequence[tuple[date, Decimal]], today: date, days
 
 def daily_aum(
     accounts: Iterable[AccountState],
-    balances: Mapping[tuple[str, str], Sequence[tuple[date, Decimal]]],
+    balances: BalanceHistory,
     rates: Mapping[str, Decimal],
     today: date,
     days: int = 30,
@@ -216,7 +220,7 @@ def daily_aum(
 
 def average_daily_aum_cny(
     accounts: Iterable[AccountState],
-    balances: Mapping[tuple[str, str], Sequence[tuple[date, Decimal]]],
+    balances: BalanceHistory,
     rates: Mapping[str, Decimal],
     today: date,
     days: int = 30,
@@ -228,7 +232,7 @@ def average_daily_aum_cny(
 
 def daily_aum_totals(
     accounts: Iterable[AccountState],
-    balances: Mapping[tuple[str, str], Sequence[tuple[date, Decimal]]],
+    balances: BalanceHistory,
     rates: Mapping[str, Decimal],
     today: date,
     days: int,
