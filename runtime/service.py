@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import time
@@ -29,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from runtime import metrics
 from runtime.clock import Clock, SystemClock
 from runtime.consumer import BatchConsumer, BatchContext, Handler
-from runtime.db import create_engine, runtime_table, session_factory, transaction
+from runtime.db import create_engine, read_session_factory, runtime_table, session_factory, transaction
 from runtime.errors import install_problem_handlers, problem_response
 from runtime.jobs import JobRunner, PeriodicJob
 from runtime.kafka import make_producer
@@ -87,6 +88,10 @@ class ServiceRuntime:
     def clock(self) -> Clock:
         return self.spec.clock
 
+    @functools.cached_property
+    def read_sessions(self) -> async_sessionmaker[AsyncSession]:
+        return read_session_factory(self.engine)
+
     async def check_ready(self) -> dict[str, str]:
         """Which dependencies answer: the database and the broker."""
         checks: dict[str, str] = {}
@@ -125,7 +130,16 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A request-scoped session for a route that only reads (`runtime.db.read_session_factory`):
+    it must not write, since nothing would roll a write back."""
+    async with runtime_of(request).read_sessions() as session:
+        yield session
+
+
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
+# For the read routes the gateway calls on every view; a route that writes takes SessionDep.
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
 # `scope="function"`: the transaction commits when the route returns and before the response is
 # sent, so a client that got a 2xx reads what it wrote, and a failed commit is an error response,
 # never a success. (FastAPI's default runs this teardown after the response has gone out.)
@@ -175,7 +189,7 @@ def build_lifespan(spec: ServiceSpec) -> Callable[[FastAPI], contextlib.Abstract
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings = spec.settings
-        engine = create_engine(settings.database_url)
+        engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
         sessions = session_factory(engine)
         producer = make_producer(settings.kafka_bootstrap_servers, client_id=spec.name)
         await _start_producer(producer, spec.name)

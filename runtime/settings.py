@@ -76,6 +76,12 @@ class RuntimeSettings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "C360_DATABASE_URL"),
         description="PostgreSQL URL; `postgresql://` is used through asyncpg.",
     )
+    database_pool_size: int = Field(
+        default=15,
+        ge=1,
+        description="Connections each service process keeps to PostgreSQL; a request or batch that finds them all "
+        "busy waits for one (up to 30 s) rather than opening another.",
+    )
     topic_partitions: int = Field(default=6, ge=1, description="Partitions for topics the platform creates.")
     topic_replication_factor: int = Field(
         default=1, ge=1, description="Replication factor for topics the platform creates (3 on a real cluster)."

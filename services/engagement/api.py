@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, model_validator
 from contracts import TASK_UPDATED, TaskStatus
 from runtime.errors import Conflict, NotFound
 from runtime.paging import decode_time_cursor, encode_time_cursor
-from runtime.service import PublisherDep, RuntimeDep, SessionDep
+from runtime.service import PublisherDep, ReadSessionDep, RuntimeDep, SessionDep
 from services.engagement.audiences import Audiences
 from services.engagement.engine import Engagement, task_event
 from services.engagement.models import OPEN_STATUSES, Manager, Task
@@ -186,7 +186,7 @@ async def list_customers(
     response_model=CustomerEngagement,
     summary="A customer's assigned RM, watch status and open tasks",
 )
-async def customer_engagement(customer_id: str, session: SessionDep, runtime: RuntimeDep) -> CustomerEngagement:
+async def customer_engagement(customer_id: str, session: ReadSessionDep, runtime: RuntimeDep) -> CustomerEngagement:
     store = EngagementStore(session)
     # Tasks first: an RM assignment commits with the tasks it moves, so the customer row read after
     # them is at least as new (read the other way round, a view could show the tasks of an RM it

@@ -17,7 +17,7 @@ from contracts import CustomerErased, CustomerSplit
 from contracts import SourceRecord as SourceRecordRef
 from runtime.errors import NotFound, Unprocessable
 from runtime.paging import decode_time_cursor, encode_time_cursor
-from runtime.service import PublisherDep, SessionDep
+from runtime.service import PublisherDep, ReadSessionDep, SessionDep
 from services.profile.domain import daily_aum
 from services.profile.models import Customer, SourceRecord
 from services.profile.store import ProfileStore, new_customer_id
@@ -243,7 +243,7 @@ async def search_customers(
 
 
 @router.get("/customers/{customer_id}", response_model=CustomerView, summary="A customer's unified view")
-async def get_customer(customer_id: str, session: SessionDep) -> CustomerView:
+async def get_customer(customer_id: str, session: ReadSessionDep) -> CustomerView:
     store = ProfileStore(session)
     return await _view(store, await _live(store, customer_id))
 
@@ -253,7 +253,7 @@ async def get_customer(customer_id: str, session: SessionDep) -> CustomerView:
     response_model=CustomerView,
     summary="A customer by a source system's own reference",
 )
-async def get_customer_by_ref(source: str, customer_ref: str, session: SessionDep) -> CustomerView:
+async def get_customer_by_ref(source: str, customer_ref: str, session: ReadSessionDep) -> CustomerView:
     store = ProfileStore(session)
     customer = await store.customer_by_ref(source, customer_ref)
     if customer is None:

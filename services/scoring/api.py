@@ -13,7 +13,7 @@ from sqlalchemy import Row
 
 from contracts import ScoreReason
 from runtime.errors import NotFound
-from runtime.service import SessionDep
+from runtime.service import ReadSessionDep, SessionDep
 from services.scoring.assessor import Assessor
 from services.scoring.models import CustomerScore, CustomerTier
 from services.scoring.policy import TierPolicy, TierState, watch_ends
@@ -158,7 +158,7 @@ async def get_scores(customer_id: str, session: SessionDep) -> ScoresView:
     description="What `/tier` (without the history) and `/scores` answer, in one call and one statement; "
     "either is null while the customer has none.",
 )
-async def get_standing(customer_id: str, session: SessionDep, request: Request) -> StandingView:
+async def get_standing(customer_id: str, session: ReadSessionDep, request: Request) -> StandingView:
     row = await ScoringStore(session).standing(customer_id)
     answered = row.customer_id
     return StandingView(
