@@ -128,11 +128,12 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions for work that only reads: on the same pool, each statement on its own
-    (autocommit), so a read costs no BEGIN and COMMIT round trips. Under READ COMMITTED each
-    statement of a transaction sees its own snapshot anyway, so a read sees what it would have
-    seen inside one. Nothing rolls back a write made here: whatever writes uses `transaction`."""
-    return session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
+    """Sessions for work that only reads: on the same pool, in a READ ONLY transaction at
+    REPEATABLE READ, so everything a session reads comes from one snapshot (a view's customer row,
+    accounts and records agree with each other; under READ COMMITTED each statement saw its own,
+    and a view read across a consumer's commit showed the new accounts beside the old AUM), and a
+    write is refused. The connection goes back to the pool as it came."""
+    return session_factory(engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True))
 
 
 @asynccontextmanager

@@ -131,8 +131,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """A request-scoped session for a route that only reads (`runtime.db.read_session_factory`):
-    it must not write, since nothing would roll a write back."""
+    """A request-scoped session for a route that only reads: one snapshot, writes refused
+    (`runtime.db.read_session_factory`)."""
     async with runtime_of(request).read_sessions() as session:
         yield session
 
