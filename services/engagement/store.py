@@ -68,6 +68,12 @@ _NEW_CUSTOMERS = (
     )
     .on_conflict_do_nothing()
 )
+#: A customer's open tasks, most urgent first: built once (the gateway reads them on every view).
+_OPEN_TASKS = (
+    select(Task)
+    .where(Task.customer_id == bindparam("customer_id"), Task.status.in_(OPEN_STATUSES))
+    .order_by(Task.priority.desc(), Task.due_at, Task.task_id)
+)
 
 
 class EngagementStore:
@@ -291,16 +297,12 @@ class EngagementStore:
         return rows.scalars().all()
 
     async def open_tasks(self, customer_id: str, *, action: str | None = None, lock: bool = False) -> Sequence[Task]:
-        stmt = (
-            select(Task)
-            .where(Task.customer_id == customer_id, Task.status.in_(OPEN_STATUSES))
-            .order_by(Task.priority.desc(), Task.due_at, Task.task_id)
-        )
+        stmt = _OPEN_TASKS
         if action is not None:
             stmt = stmt.where(Task.action == action)
         if lock:
             stmt = stmt.with_for_update()
-        return (await self.session.execute(stmt)).scalars().all()
+        return (await self.session.scalars(stmt, {"customer_id": customer_id})).all()
 
     async def task(self, task_id: str, *, lock: bool = False) -> Task | None:
         return await self.session.get(Task, task_id, with_for_update=lock)

@@ -52,6 +52,26 @@ T = TypeVar("T")
 CUSTOMERS = Customer.metadata.tables[f"{Customer.metadata.schema}.customers"]
 
 
+# The reads of a customer's view, built once and bound per call (the gateway asks for a view per
+# request; building a statement and its cache key each time cost as much as running it).
+_BY_REF = (
+    select(Customer)
+    .join(SourceRecord, SourceRecord.customer_id == Customer.customer_id)
+    .where(SourceRecord.source == bindparam("source"), SourceRecord.customer_ref == bindparam("customer_ref"))
+)
+_SOURCE_RECORDS = (
+    select(SourceRecord)
+    .where(SourceRecord.customer_id == bindparam("customer_id"))
+    .order_by(SourceRecord.source, SourceRecord.customer_ref)
+)
+_ACCOUNTS = (
+    select(Account).where(Account.customer_id == bindparam("customer_id")).order_by(Account.source, Account.account_ref)
+)
+_MERGED_IDS = (
+    select(Customer.customer_id).where(Customer.merged_into == bindparam("customer_id")).order_by(Customer.customer_id)
+)
+
+
 def _table(model: type[Any]) -> Table:
     """A mapped class's Core table: bulk writes go through it as one cached executemany."""
     table: Table = model.__table__
@@ -670,32 +690,17 @@ class ProfileStore:
 
     async def customer_by_ref(self, source: str, customer_ref: str) -> Customer | None:
         """The customer a source record belongs to (one statement), following merge redirects."""
-        found = await self.session.scalar(
-            select(Customer)
-            .join(SourceRecord, SourceRecord.customer_id == Customer.customer_id)
-            .where(SourceRecord.source == source, SourceRecord.customer_ref == customer_ref)
-        )
+        found = await self.session.scalar(_BY_REF, {"source": source, "customer_ref": customer_ref})
         return await self.customer(found.customer_id) if found is not None and found.merged_into else found
 
     async def source_records(self, customer_id: str) -> Sequence[SourceRecord]:
-        rows = await self.session.execute(
-            select(SourceRecord)
-            .where(SourceRecord.customer_id == customer_id)
-            .order_by(SourceRecord.source, SourceRecord.customer_ref)
-        )
-        return rows.scalars().all()
+        return (await self.session.scalars(_SOURCE_RECORDS, {"customer_id": customer_id})).all()
 
     async def accounts(self, customer_id: str) -> Sequence[Account]:
-        rows = await self.session.execute(
-            select(Account).where(Account.customer_id == customer_id).order_by(Account.source, Account.account_ref)
-        )
-        return rows.scalars().all()
+        return (await self.session.scalars(_ACCOUNTS, {"customer_id": customer_id})).all()
 
     async def merged_ids(self, customer_id: str) -> list[str]:
-        rows = await self.session.execute(
-            select(Customer.customer_id).where(Customer.merged_into == customer_id).order_by(Customer.customer_id)
-        )
-        return list(rows.scalars())
+        return list(await self.session.scalars(_MERGED_IDS, {"customer_id": customer_id}))
 
     async def search(
         self,

@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy import Row, Select, and_, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,6 +41,37 @@ SCORE_COLUMNS = (
 )
 # Personal data a stored profile may carry; erasure removes it and keeps the figures.
 PERSONAL_PROFILE_FIELDS = ("birth_date",)
+
+
+def _standing_statement() -> Select[Any]:
+    merged = select(MergedCustomer.merged_into).where(MergedCustomer.customer_id == bindparam("customer_id"))
+    answered = select(func.coalesce(merged.scalar_subquery(), bindparam("customer_id")).label("customer_id")).subquery()
+    return (
+        select(
+            answered.c.customer_id,
+            CustomerTier.customer_id.label("tier_of"),
+            CustomerTier.tier,
+            CustomerTier.since,
+            CustomerTier.watch_since,
+            CustomerTier.measure_cny,
+            CustomerTier.aum_cny,
+            CustomerTier.aum_avg_30d_cny,
+            CustomerScore.customer_id.label("scores_of"),
+            CustomerScore.value_score,
+            CustomerScore.churn_risk,
+            CustomerScore.risk_flags,
+            CustomerScore.reasons,
+            CustomerScore.computed_at,
+        )
+        .select_from(answered)
+        .outerjoin(CustomerTier, CustomerTier.customer_id == answered.c.customer_id)
+        .outerjoin(CustomerScore, CustomerScore.customer_id == answered.c.customer_id)
+    )
+
+
+# Built once, bound per call: building a statement of this shape (and its cache key) cost half
+# of a standing read's CPU (1.0 against 0.5 ms a call).
+_STANDING = _standing_statement()
 
 
 @dataclass(frozen=True)
@@ -225,30 +256,8 @@ class ScoringStore:
         """In one statement: the customer that answers for `customer_id` (the survivor when it was
         merged) with the columns of its tier and its scores that the API shows; `tier_of` and
         `scores_of` are null when it has none. The kept profile is not read."""
-        merged = select(MergedCustomer.merged_into).where(MergedCustomer.customer_id == customer_id)
-        answered = select(func.coalesce(merged.scalar_subquery(), customer_id).label("customer_id")).subquery()
-        stmt = (
-            select(
-                answered.c.customer_id,
-                CustomerTier.customer_id.label("tier_of"),
-                CustomerTier.tier,
-                CustomerTier.since,
-                CustomerTier.watch_since,
-                CustomerTier.measure_cny,
-                CustomerTier.aum_cny,
-                CustomerTier.aum_avg_30d_cny,
-                CustomerScore.customer_id.label("scores_of"),
-                CustomerScore.value_score,
-                CustomerScore.churn_risk,
-                CustomerScore.risk_flags,
-                CustomerScore.reasons,
-                CustomerScore.computed_at,
-            )
-            .select_from(answered)
-            .outerjoin(CustomerTier, CustomerTier.customer_id == answered.c.customer_id)
-            .outerjoin(CustomerScore, CustomerScore.customer_id == answered.c.customer_id)
-        )
-        return (await self.session.execute(stmt)).one()
+        row: Row[Any] = (await self.session.execute(_STANDING, {"customer_id": customer_id})).one()
+        return row
 
     async def score(self, customer_id: str) -> CustomerScore | None:
         return await self.session.get(CustomerScore, customer_id)
