@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 RETRYABLE_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08003", "08006", "53300"}
 
@@ -11,6 +12,8 @@ RETRYABLE_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08
 def is_transient(exc: BaseException) -> bool:
     """True for connection loss, timeouts, serialization failures and deadlocks."""
     if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, PoolTimeout):  # every pooled connection stayed busy: a wait, not bad data
         return True
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:

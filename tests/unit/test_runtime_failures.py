@@ -9,6 +9,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from fastapi import FastAPI
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from contracts import CloudEvent, TaskEvent, build_event, parse_event
 from runtime.consumer import failure_reason, from_the_future
@@ -40,6 +41,7 @@ def test_any_other_failure_reason_keeps_its_message() -> None:
         (OperationalError("SELECT 1", {}, ConnectionRefusedError()), True),
         (ConnectionResetError(), True),
         (TimeoutError(), True),
+        (PoolTimeout("QueuePool limit of size 15 overflow 0 reached"), True),
         (KafkaConnectionError(), True),
         (IntegrityError("INSERT", {}, UniqueViolation()), False),
         (ValueError("bad data"), False),
