@@ -87,8 +87,8 @@ def create_engine(database_url: str, *, pool_size: int = 15) -> AsyncEngine:
     The pool keeps `pool_size` connections and opens no others: SQLAlchemy closes an overflow
     connection as soon as it is returned to a full pool, so with overflow allowed a load a little
     above the pool's size opened and closed a PostgreSQL connection (a server process) for most
-    requests (at 32 concurrent gateway views: 500-575 connections in 15 s, none without it, and
-    10-20% more views a second).
+    requests (at 32 concurrent gateway views: 500-700 connections in 15 s, none without it; see
+    docs/benchmarks.md).
 
     A pooled connection the server has closed (a restart, an idle timeout) is replaced when it is
     checked out, from what the driver already knows: no `pool_pre_ping`, which on asyncpg costs

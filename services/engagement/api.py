@@ -188,9 +188,8 @@ async def list_customers(
 )
 async def customer_engagement(customer_id: str, session: ReadSessionDep, runtime: RuntimeDep) -> CustomerEngagement:
     store = EngagementStore(session)
-    # Tasks first: an RM assignment commits with the tasks it moves, so the customer row read after
-    # them is at least as new (read the other way round, a view could show the tasks of an RM it
-    # does not yet show as the customer's).
+    # One snapshot (ReadSessionDep): an RM assignment commits with the tasks it moves, so the tasks
+    # and the customer row read here always agree on the RM, whichever is read first.
     tasks = await store.open_tasks(customer_id)
     known = await store.customer(customer_id)
     now = runtime.clock.now()
