@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncpg  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -20,6 +21,8 @@ def is_transient(exc: BaseException) -> bool:
             return True
         sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
         return sqlstate in RETRYABLE_SQLSTATES
+    if isinstance(exc, asyncpg.PostgresError):  # from a read run on the driver (runtime.db.OneStatementRead)
+        return exc.sqlstate in RETRYABLE_SQLSTATES
     if isinstance(exc, KafkaConnectionError | KafkaTimeoutError | NodeNotReadyError | RequestTimedOutError):
         return True
     # OSError covers refused and reset connections; TimeoutError is asyncio's too.

@@ -13,11 +13,11 @@ from pydantic import BaseModel, Field, model_validator
 from contracts import TASK_UPDATED, TaskStatus
 from runtime.errors import Conflict, NotFound
 from runtime.paging import decode_time_cursor, encode_time_cursor
-from runtime.service import PublisherDep, ReadSessionDep, RuntimeDep, SessionDep
+from runtime.service import PublisherDep, RuntimeDep, SessionDep
 from services.engagement.audiences import Audiences
 from services.engagement.engine import Engagement, task_event
 from services.engagement.models import OPEN_STATUSES, Manager, Task
-from services.engagement.store import EngagementStore, TaskFilter
+from services.engagement.store import EngagementStore, TaskFilter, engagement_row
 
 router = APIRouter(prefix="/internal", tags=["engagement"])
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
@@ -186,21 +186,17 @@ async def list_customers(
     response_model=CustomerEngagement,
     summary="A customer's assigned RM, watch status and open tasks",
 )
-async def customer_engagement(customer_id: str, session: ReadSessionDep, runtime: RuntimeDep) -> CustomerEngagement:
-    store = EngagementStore(session)
-    # One snapshot (ReadSessionDep): an RM assignment commits with the tasks it moves, so the tasks
-    # and the customer row read here always agree on the RM, whichever is read first.
-    tasks = await store.open_tasks(customer_id)
-    known = await store.customer(customer_id)
+async def customer_engagement(customer_id: str, runtime: RuntimeDep) -> CustomerEngagement:
+    row = await engagement_row(runtime.engine, customer_id)
     now = runtime.clock.now()
     return CustomerEngagement(
         customer_id=customer_id,
-        tier=known.tier if known else None,
-        on_watch_since=known.watch_since if known else None,
-        rm_id=known.rm_id if known else None,
-        branch_id=known.branch_id if known else None,
-        last_contact_at=known.last_contact_at if known else None,
-        open_tasks=[task_view(t, now) for t in tasks],
+        tier=row.tier,
+        on_watch_since=row.watch_since,
+        rm_id=row.rm_id,
+        branch_id=row.branch_id,
+        last_contact_at=row.last_contact_at,
+        open_tasks=[TaskView.model_validate(t | {"overdue": t["due_at"] < now}) for t in row.open_tasks],
     )
 
 

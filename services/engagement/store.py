@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ARRAY, DateTime, Text, bindparam, delete, func, literal, or_, select, update
+from sqlalchemy import ARRAY, DateTime, Text, bindparam, delete, func, literal, or_, select, tuple_, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import defer
 from sqlalchemy.orm.attributes import set_committed_value
 
+from runtime.db import OneStatementRead
 from services.engagement.models import (
     OPEN_STATUSES,
     OPEN_TASK,
@@ -68,12 +69,66 @@ _NEW_CUSTOMERS = (
     )
     .on_conflict_do_nothing()
 )
-#: A customer's open tasks, most urgent first: built once (the gateway reads them on every view).
+#: A customer's open tasks, most urgent first: built once.
 _OPEN_TASKS = (
     select(Task)
     .where(Task.customer_id == bindparam("customer_id"), Task.status.in_(OPEN_STATUSES))
     .order_by(Task.priority.desc(), Task.due_at, Task.task_id)
 )
+#: The columns of each open task in a customer's engagement view, in the order they come back.
+VIEW_TASK_COLUMNS: tuple[Any, ...] = (
+    Task.task_id,
+    Task.customer_id,
+    Task.action,
+    Task.reason,
+    Task.priority,
+    Task.due_at,
+    Task.rm_id,
+    Task.branch_id,
+    Task.status,
+    Task.outcome,
+    Task.created_at,
+    Task.updated_at,
+    Task.closed_at,
+)
+_VIEW_TASK_KEYS = [c.key for c in VIEW_TASK_COLUMNS]
+
+
+def _engagement_statement() -> Any:
+    asked = select(bindparam("customer_id", type_=Text).label("customer_id")).subquery()
+    return (
+        select(
+            asked.c.customer_id,
+            CustomerState.customer_id.label("known"),
+            CustomerState.tier,
+            CustomerState.watch_since,
+            CustomerState.rm_id,
+            CustomerState.branch_id,
+            CustomerState.last_contact_at,
+            func.array(
+                select(tuple_(*VIEW_TASK_COLUMNS))
+                .where(Task.customer_id == asked.c.customer_id, Task.status.in_([literal(s) for s in OPEN_STATUSES]))
+                .order_by(Task.priority.desc(), Task.due_at, Task.task_id)
+                .scalar_subquery()
+            ).label("open_tasks"),
+        )
+        .select_from(asked)
+        .outerjoin(CustomerState, CustomerState.customer_id == asked.c.customer_id)
+    )
+
+
+# The gateway reads this on every view: one statement on the driver (runtime.db.OneStatementRead),
+# so the customer row and its open tasks come from one snapshot; an RM assignment commits with the
+# tasks it moves, so the two always agree on the RM.
+_ENGAGEMENT = OneStatementRead(_engagement_statement(), "Engagement")
+
+
+async def engagement_row(engine: AsyncEngine, customer_id: str) -> Any:
+    """A customer's RM assignment and watch (`known` is null when engagement has not heard of
+    them) with their open tasks, most urgent first, as dicts of VIEW_TASK_COLUMNS."""
+    row = await _ENGAGEMENT.one_or_none(engine, customer_id=customer_id)
+    assert row is not None  # selected from a one-row subquery: always a row
+    return row._replace(open_tasks=[dict(zip(_VIEW_TASK_KEYS, t, strict=True)) for t in row.open_tasks])
 
 
 class EngagementStore:

@@ -17,10 +17,10 @@ from contracts import CustomerErased, CustomerSplit
 from contracts import SourceRecord as SourceRecordRef
 from runtime.errors import NotFound, Unprocessable
 from runtime.paging import decode_time_cursor, encode_time_cursor
-from runtime.service import PublisherDep, ReadSessionDep, SessionDep
+from runtime.service import PublisherDep, ReadSessionDep, RuntimeDep, SessionDep
 from services.profile.domain import daily_aum
-from services.profile.models import Customer, SourceRecord
-from services.profile.store import ProfileStore, new_customer_id
+from services.profile.models import Customer
+from services.profile.store import ProfileStore, customer_view_row, new_customer_id
 from services.profile.view import ViewBuilder
 
 router = APIRouter(prefix="/internal", tags=["customers"])
@@ -185,43 +185,35 @@ async def _live(store: ProfileStore, customer_id: str, *, lock: bool = False) ->
     return customer
 
 
-async def _view(store: ProfileStore, customer: Customer) -> CustomerView:
-    records = list(await store.source_records(customer.customer_id))
-    accounts = list(await store.accounts(customer.customer_id))
+def _view(row: Any) -> CustomerView:
+    """A customer's view from its one-statement read (`customer_view_row`)."""
     holdings: dict[str, int] = {}
-    for account in accounts:
-        if account.status == "open" and account.product:
-            holdings[account.product] = holdings.get(account.product, 0) + 1
+    for account in row.accounts:
+        if account["status"] == "open" and account["product"]:
+            holdings[account["product"]] = holdings.get(account["product"], 0) + 1
     return CustomerView(
-        customer_id=customer.customer_id,
-        merged_ids=await store.merged_ids(customer.customer_id),
-        full_name=customer.full_name,
-        branch_id=customer.branch_id,
-        birth_date=customer.birth_date,
-        marketing_consent=customer.marketing_consent,
-        customer_since=customer.customer_since,
-        aum_cny=customer.aum_cny,
-        aum_avg_30d_cny=customer.aum_avg_30d_cny,
-        liabilities_cny=customer.liabilities_cny,
-        unconverted_currencies=list(customer.unconverted_currencies),
+        customer_id=row.customer_id,
+        merged_ids=row.merged_ids,
+        full_name=row.full_name,
+        branch_id=row.branch_id,
+        birth_date=row.birth_date,
+        marketing_consent=row.marketing_consent,
+        customer_since=row.customer_since,
+        aum_cny=row.aum_cny,
+        aum_avg_30d_cny=row.aum_avg_30d_cny,
+        liabilities_cny=row.liabilities_cny,
+        unconverted_currencies=row.unconverted_currencies,
         product_holdings=dict(sorted(holdings.items())),
-        tags=list(customer.tags),
-        tag_reasons=dict(customer.tag_reasons),
-        behaviour=customer.behaviour,
-        interactions=customer.interactions,
-        source_records=[_record(r) for r in records],
-        accounts=[AccountView.model_validate(a, from_attributes=True) for a in accounts],
-        updated_at=customer.updated_at,
-        last_event_at=customer.last_event_at,
-        average_on=customer.average_on,
-        erased_at=customer.erased_at,
-    )
-
-
-def _record(record: SourceRecord) -> SourceRecordView:
-    return SourceRecordView.model_validate(
-        {name: getattr(record, name) for name in SourceRecordView.model_fields if name != "split_guarded"}
-        | {"split_guarded": record.merge_guard_hash is not None}
+        tags=row.tags,
+        tag_reasons=row.tag_reasons,
+        behaviour=row.behaviour,
+        interactions=row.interactions,
+        source_records=row.source_records,
+        accounts=row.accounts,
+        updated_at=row.updated_at,
+        last_event_at=row.last_event_at,
+        average_on=row.average_on,
+        erased_at=row.erased_at,
     )
 
 
@@ -243,9 +235,11 @@ async def search_customers(
 
 
 @router.get("/customers/{customer_id}", response_model=CustomerView, summary="A customer's unified view")
-async def get_customer(customer_id: str, session: ReadSessionDep) -> CustomerView:
-    store = ProfileStore(session)
-    return await _view(store, await _live(store, customer_id))
+async def get_customer(customer_id: str, runtime: RuntimeDep) -> CustomerView:
+    row = await customer_view_row(runtime.engine, customer_id=customer_id)
+    if row is None:
+        raise NotFound(f"customer {customer_id} does not exist")
+    return _view(row)
 
 
 @router.get(
@@ -253,12 +247,11 @@ async def get_customer(customer_id: str, session: ReadSessionDep) -> CustomerVie
     response_model=CustomerView,
     summary="A customer by a source system's own reference",
 )
-async def get_customer_by_ref(source: str, customer_ref: str, session: ReadSessionDep) -> CustomerView:
-    store = ProfileStore(session)
-    customer = await store.customer_by_ref(source, customer_ref)
-    if customer is None:
+async def get_customer_by_ref(source: str, customer_ref: str, runtime: RuntimeDep) -> CustomerView:
+    row = await customer_view_row(runtime.engine, source_ref=(source, customer_ref))
+    if row is None:
         raise NotFound(f"no customer known to {source} as {customer_ref}")
-    return await _view(store, customer)
+    return _view(row)
 
 
 @router.get(
@@ -269,7 +262,7 @@ async def get_customer_by_ref(source: str, customer_ref: str, session: ReadSessi
 async def get_daily_aum(
     customer_id: str,
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     days: Annotated[int, Query(ge=1, le=400)] = 30,
 ) -> list[DailyAum]:
     store = ProfileStore(session)
@@ -291,7 +284,7 @@ async def get_daily_aum(
 )
 async def get_timeline(
     customer_id: str,
-    session: SessionDep,
+    session: ReadSessionDep,
     limit: Limit = 50,
     cursor: Cursor = None,
     large_from: Annotated[

@@ -30,9 +30,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql import Select
 
 from contracts import Product
+from runtime.db import OneStatementRead
 from services.profile.domain import AccountState
 from services.profile.models import (
     Account,
@@ -52,20 +55,135 @@ T = TypeVar("T")
 CUSTOMERS = Customer.metadata.tables[f"{Customer.metadata.schema}.customers"]
 
 
-# The reads of a customer's view, built once and bound per call (the gateway asks for a view per
-# request; building a statement and its cache key each time cost as much as running it).
-_BY_REF = (
-    select(Customer)
-    .join(SourceRecord, SourceRecord.customer_id == Customer.customer_id)
-    .where(SourceRecord.source == bindparam("source"), SourceRecord.customer_ref == bindparam("customer_ref"))
+# A customer's view, which the gateway reads on every request: one statement (one snapshot, one
+# round trip; runtime.db.OneStatementRead), from the customer asked for, by id or by a source's
+# reference, through merge redirects to the survivor. The redirect chain is bounded: merges always
+# point at a live survivor, so a chain is one or two long; 32 only stops a corrupt cycle.
+VIEW_CUSTOMER_COLUMNS: tuple[Any, ...] = (
+    Customer.customer_id,
+    Customer.full_name,
+    Customer.branch_id,
+    Customer.birth_date,
+    Customer.marketing_consent,
+    Customer.customer_since,
+    Customer.aum_cny,
+    Customer.aum_avg_30d_cny,
+    Customer.liabilities_cny,
+    Customer.unconverted_currencies,
+    Customer.tags,
+    Customer.tag_reasons,
+    Customer.behaviour,
+    Customer.interactions,
+    Customer.updated_at,
+    Customer.last_event_at,
+    Customer.average_on,
+    Customer.erased_at,
 )
+VIEW_RECORD_COLUMNS: tuple[Any, ...] = (
+    SourceRecord.source,
+    SourceRecord.customer_ref,
+    SourceRecord.provisional,
+    SourceRecord.full_name,
+    SourceRecord.id_type,
+    SourceRecord.id_number_masked,
+    SourceRecord.phone,
+    SourceRecord.email,
+    SourceRecord.branch_id,
+    SourceRecord.marketing_consent,
+    SourceRecord.onboarded_on,
+    SourceRecord.record_time,
+    SourceRecord.merge_guard_hash.is_not(None).label("split_guarded"),
+)
+VIEW_ACCOUNT_COLUMNS: tuple[Any, ...] = (
+    Account.source,
+    Account.account_ref,
+    Account.customer_ref,
+    Account.product,
+    Account.currency,
+    Account.status,
+    Account.opened_on,
+    Account.closed_on,
+    Account.maturity_date,
+    Account.balance,
+    Account.balance_version,
+    Account.balance_as_of,
+    Account.snapshot_on,
+)
+MAX_REDIRECTS = 32
+
+
+def _view_statement(start: Select[Any]) -> Select[Any]:
+    """The view of the customer `start` selects (as `customer_id`), followed to its survivor."""
+    chain = start.add_columns(literal(0).label("depth")).cte("chain", recursive=True)
+    hop = aliased(Customer)
+    chain = chain.union_all(
+        select(hop.merged_into, chain.c.depth + 1)
+        .join(hop, hop.customer_id == chain.c.customer_id)
+        .where(hop.merged_into.is_not(None), chain.c.depth < MAX_REDIRECTS)
+    )
+    survivor = select(chain.c.customer_id).order_by(chain.c.depth.desc()).limit(1).scalar_subquery()
+    merged = aliased(Customer)
+    return select(
+        *VIEW_CUSTOMER_COLUMNS,
+        func.array(
+            select(merged.customer_id)
+            .where(merged.merged_into == Customer.customer_id)
+            .order_by(merged.customer_id)
+            .scalar_subquery()
+        ).label("merged_ids"),
+        func.array(
+            select(tuple_(*VIEW_RECORD_COLUMNS))
+            .where(SourceRecord.customer_id == Customer.customer_id)
+            .order_by(SourceRecord.source, SourceRecord.customer_ref)
+            .scalar_subquery()
+        ).label("source_records"),
+        func.array(
+            select(tuple_(*VIEW_ACCOUNT_COLUMNS))
+            .where(Account.customer_id == Customer.customer_id)
+            .order_by(Account.source, Account.account_ref)
+            .scalar_subquery()
+        ).label("accounts"),
+    ).where(Customer.customer_id == survivor)
+
+
+_VIEW_BY_ID = OneStatementRead(
+    _view_statement(select(Customer.customer_id).where(Customer.customer_id == bindparam("customer_id"))), "View"
+)
+_VIEW_BY_REF = OneStatementRead(
+    _view_statement(
+        select(SourceRecord.customer_id).where(
+            SourceRecord.source == bindparam("source"), SourceRecord.customer_ref == bindparam("customer_ref")
+        )
+    ),
+    "View",
+)
+_RECORD_KEYS = [c.key for c in VIEW_RECORD_COLUMNS]
+_ACCOUNT_KEYS = [c.key for c in VIEW_ACCOUNT_COLUMNS]
+
+
+async def customer_view_row(
+    engine: AsyncEngine, *, customer_id: str | None = None, source_ref: SourceRef | None = None
+) -> Any | None:
+    """A customer's view as one row (columns as in VIEW_CUSTOMER_COLUMNS, plus `merged_ids`, and
+    `source_records` and `accounts` as lists of dicts), by golden id or by `(source, customer_ref)`;
+    None when no customer answers for it."""
+    if source_ref is not None:
+        row = await _VIEW_BY_REF.one_or_none(engine, source=source_ref[0], customer_ref=source_ref[1])
+    else:
+        row = await _VIEW_BY_ID.one_or_none(engine, customer_id=customer_id)
+    if row is None:
+        return None
+    return row._replace(
+        source_records=[dict(zip(_RECORD_KEYS, r, strict=True)) for r in row.source_records],
+        accounts=[dict(zip(_ACCOUNT_KEYS, a, strict=True)) for a in row.accounts],
+    )
+
+
+# Reads a split or an erasure makes: built once and bound per call.
 _SOURCE_RECORDS = (
     select(SourceRecord)
     .where(SourceRecord.customer_id == bindparam("customer_id"))
     .order_by(SourceRecord.source, SourceRecord.customer_ref)
-)
-_ACCOUNTS = (
-    select(Account).where(Account.customer_id == bindparam("customer_id")).order_by(Account.source, Account.account_ref)
 )
 _MERGED_IDS = (
     select(Customer.customer_id).where(Customer.merged_into == bindparam("customer_id")).order_by(Customer.customer_id)
@@ -688,16 +806,8 @@ class ProfileStore:
             )
         return current
 
-    async def customer_by_ref(self, source: str, customer_ref: str) -> Customer | None:
-        """The customer a source record belongs to (one statement), following merge redirects."""
-        found = await self.session.scalar(_BY_REF, {"source": source, "customer_ref": customer_ref})
-        return await self.customer(found.customer_id) if found is not None and found.merged_into else found
-
     async def source_records(self, customer_id: str) -> Sequence[SourceRecord]:
         return (await self.session.scalars(_SOURCE_RECORDS, {"customer_id": customer_id})).all()
-
-    async def accounts(self, customer_id: str) -> Sequence[Account]:
-        return (await self.session.scalars(_ACCOUNTS, {"customer_id": customer_id})).all()
 
     async def merged_ids(self, customer_id: str) -> list[str]:
         return list(await self.session.scalars(_MERGED_IDS, {"customer_id": customer_id}))

@@ -9,15 +9,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import Row
 
 from contracts import ScoreReason
 from runtime.errors import NotFound
-from runtime.service import ReadSessionDep, SessionDep
+from runtime.service import ReadSessionDep, RuntimeDep, SessionDep
 from services.scoring.assessor import Assessor
 from services.scoring.models import CustomerScore, CustomerTier
 from services.scoring.policy import TierPolicy, TierState, watch_ends
-from services.scoring.store import DistributionRow, ScoringStore
+from services.scoring.store import DistributionRow, ScoringStore, standing_row
 
 router = APIRouter(prefix="/internal", tags=["tiers and scores"])
 SHARE = Decimal("0.0001")
@@ -95,7 +94,7 @@ class StandingView(BaseModel):
     scores: ScoresView | None = Field(description="Null while the customer has no scores yet.")
 
 
-def _tier_summary(policy: TierPolicy, answered: str, row: CustomerTier | Row[Any]) -> TierSummary:
+def _tier_summary(policy: TierPolicy, answered: str, row: CustomerTier | Any) -> TierSummary:
     rule = policy.find(row.tier)
     ends = watch_ends(policy, TierState(row.tier, row.since, row.watch_since))
     watch = (
@@ -116,7 +115,7 @@ def _tier_summary(policy: TierPolicy, answered: str, row: CustomerTier | Row[Any
     )
 
 
-def _scores_view(answered: str, row: CustomerScore | Row[Any]) -> ScoresView:
+def _scores_view(answered: str, row: CustomerScore | Any) -> ScoresView:
     return ScoresView(
         customer_id=answered,
         value_score=row.value_score,
@@ -128,7 +127,7 @@ def _scores_view(answered: str, row: CustomerScore | Row[Any]) -> ScoresView:
 
 
 @router.get("/customers/{customer_id}/tier", response_model=TierView, summary="A customer's tier, watch and history")
-async def get_tier(customer_id: str, session: SessionDep, request: Request) -> TierView:
+async def get_tier(customer_id: str, session: ReadSessionDep, request: Request) -> TierView:
     store = ScoringStore(session)
     answered = await store.resolve(customer_id)
     row = await store.tier(answered)
@@ -142,7 +141,7 @@ async def get_tier(customer_id: str, session: SessionDep, request: Request) -> T
 
 
 @router.get("/customers/{customer_id}/scores", response_model=ScoresView, summary="A customer's scores and reasons")
-async def get_scores(customer_id: str, session: SessionDep) -> ScoresView:
+async def get_scores(customer_id: str, session: ReadSessionDep) -> ScoresView:
     store = ScoringStore(session)
     answered = await store.resolve(customer_id)
     row = await store.score(answered)
@@ -158,8 +157,8 @@ async def get_scores(customer_id: str, session: SessionDep) -> ScoresView:
     description="What `/tier` (without the history) and `/scores` answer, in one call and one statement; "
     "either is null while the customer has none.",
 )
-async def get_standing(customer_id: str, session: ReadSessionDep, request: Request) -> StandingView:
-    row = await ScoringStore(session).standing(customer_id)
+async def get_standing(customer_id: str, runtime: RuntimeDep, request: Request) -> StandingView:
+    row = await standing_row(runtime.engine, customer_id)
     answered = row.customer_id
     return StandingView(
         customer_id=answered,

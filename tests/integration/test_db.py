@@ -1,15 +1,20 @@
-"""The shared database plumbing against the real PostgreSQL: the pool's bound, read sessions."""
+"""The shared database plumbing against the real PostgreSQL: the pool's bound, read sessions, and
+one-statement reads on the driver."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
+from decimal import Decimal
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Column, DateTime, MetaData, Numeric, Table, Text, bindparam, func, literal, select, text, tuple_
 from sqlalchemy.exc import DBAPIError
 
-from runtime.db import create_engine, read_session_factory, session_factory, transaction
+from runtime.db import OneStatementRead, create_engine, read_session_factory, session_factory, transaction
+from runtime.transient import is_transient
 
 BACKEND = text("SELECT pg_backend_pid()")
 ISOLATION = text("SHOW transaction_isolation")
@@ -62,3 +67,87 @@ async def test_the_pool_opens_no_connections_beyond_its_size(migrated_database: 
             assert await conn.scalar(BACKEND) in pids
     finally:
         await engine.dispose()
+
+
+PROBE = Table(
+    "driver_read_probe",
+    MetaData(),
+    Column("id", Text, primary_key=True),
+    Column("amount", Numeric),
+    Column("at", DateTime(timezone=True)),
+    Column("kind", Text),
+)
+_PROBE_READ = OneStatementRead(
+    select(
+        PROBE.c.id,
+        PROBE.c.amount,
+        (literal(1) / PROBE.c.amount).label("inverse"),
+        func.array(
+            select(tuple_(PROBE.c.kind, PROBE.c.amount))
+            .where(PROBE.c.kind.in_([literal("a"), literal("b")]))
+            .order_by(PROBE.c.id)
+            .scalar_subquery()
+        ).label("nested"),
+    ).where(PROBE.c.id == bindparam("id"))
+)
+
+
+async def test_a_one_statement_read_answers_typed_rows_keeps_a_refused_connection_and_replaces_a_lost_one(
+    migrated_database: str,
+) -> None:
+    engine = create_engine(migrated_database, pool_size=1)
+    at = datetime(2026, 11, 30, 9, 30, tzinfo=UTC)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(PROBE.drop, checkfirst=True)
+            await conn.run_sync(PROBE.create)
+            await conn.execute(
+                PROBE.insert(),
+                [
+                    {"id": "x", "amount": Decimal("1234.50"), "at": at, "kind": "a"},
+                    {"id": "y", "amount": Decimal("0.10"), "at": at, "kind": "b"},
+                    {"id": "z", "amount": Decimal("0"), "at": at, "kind": "c"},
+                ],
+            )
+        row = await _PROBE_READ.one_or_none(engine, id="x")
+        assert row is not None
+        assert (row.id, row.amount, row.inverse.quantize(Decimal("0.000001"))) == (
+            "x",
+            Decimal("1234.50"),
+            Decimal("0.000810"),
+        )
+        assert row.nested == [("a", Decimal("1234.50")), ("b", Decimal("0.10"))]  # in order, exact, typed
+        assert await _PROBE_READ.one_or_none(engine, id="nobody") is None
+        with pytest.raises(TypeError, match="no value for id"):
+            await _PROBE_READ.one_or_none(engine)
+
+        async with engine.connect() as conn:
+            pid = await conn.scalar(BACKEND)
+        with pytest.raises(asyncpg.DivisionByZeroError) as refused:
+            await _PROBE_READ.one_or_none(engine, id="z")
+        assert not is_transient(refused.value)  # bad data, not an outage
+        async with engine.connect() as conn:
+            assert await conn.scalar(BACKEND) == pid, "a statement the server refused leaves the connection pooled"
+
+        async with create_engine(migrated_database, pool_size=1).begin() as admin:
+            await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        failure: Exception | None = None
+        try:  # the pool may notice the closed socket at checkout, or the read may find it
+            await _PROBE_READ.one_or_none(engine, id="y")
+        except Exception as exc:
+            failure = exc
+        assert failure is None or is_transient(failure), f"a lost connection is an outage: {failure!r}"
+        row = await _PROBE_READ.one_or_none(engine, id="y")
+        assert row is not None
+        assert row.amount == Decimal("0.10")
+        async with engine.connect() as conn:
+            assert await conn.scalar(BACKEND) != pid, "the lost connection was replaced"
+            await conn.run_sync(PROBE.drop)
+            await conn.commit()
+    finally:
+        await engine.dispose()
+
+
+def test_a_one_statement_read_refuses_an_in_it_cannot_compile_once() -> None:
+    with pytest.raises(ValueError, match="expanding IN"):
+        OneStatementRead(select(PROBE.c.id).where(PROBE.c.kind.in_(["a", "b"])))

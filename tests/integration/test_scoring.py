@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import pytest
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from contracts import C360_PROFILES, CloudEvent, CustomerErased, CustomerMerged, ScoreUpdated, TierChanged, build_event
 from runtime.clock import FixedClock
@@ -27,7 +27,7 @@ from services.scoring.handlers import ScoringHandler
 from services.scoring.policy import load_policy
 from services.scoring.rescore import RescoreProgress, rescore, rescore_job
 from services.scoring.scores import load_score_model
-from services.scoring.store import ScoringStore
+from services.scoring.store import ScoringStore, standing_row
 from tests.builders import consumed, profile_updated, unique_ref
 
 M = TypeVar("M", bound=BaseModel)
@@ -38,6 +38,7 @@ START = datetime(2031, 1, 5, 3, 0, tzinfo=UTC)
 
 @dataclass
 class Scoring:
+    engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     clock: FixedClock
     assessor: Assessor
@@ -72,7 +73,7 @@ class Scoring:
 async def scoring(migrated_database: str) -> AsyncIterator[Scoring]:
     engine = create_engine(migrated_database)
     try:
-        yield Scoring(session_factory(engine), FixedClock(START), Assessor(load_policy(), load_score_model()))
+        yield Scoring(engine, session_factory(engine), FixedClock(START), Assessor(load_policy(), load_score_model()))
     finally:
         await engine.dispose()
 
@@ -174,10 +175,10 @@ async def test_the_standing_answers_for_the_survivor_with_its_tier_and_scores_in
     await scoring.consume(profile_updated(survivor, "250000.00", at=now), profile_updated(merged, "70000.00", at=now))
     merge = CustomerMerged(surviving_customer_id=survivor, merged_customer_id=merged, reason="same resident id")
     await scoring.consume(build_event(merge, source="profile", time=now))
+    standing = await standing_row(scoring.engine, merged)
+    nothing = await standing_row(scoring.engine, unknown)
     async with scoring.store() as store:
-        standing = await store.standing(merged)
         tier, score = await store.tier(survivor), await store.score(survivor)
-        nothing = await store.standing(unknown)
     assert tier is not None
     assert score is not None
     assert (standing.customer_id, standing.tier_of, standing.scores_of) == (survivor, survivor, survivor)

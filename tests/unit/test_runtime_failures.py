@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 from aiokafka.errors import KafkaConnectionError
@@ -43,6 +44,11 @@ def test_any_other_failure_reason_keeps_its_message() -> None:
         (TimeoutError(), True),
         (PoolTimeout("QueuePool limit of size 15 overflow 0 reached"), True),
         (KafkaConnectionError(), True),
+        (asyncpg.exceptions.SerializationError(), True),  # a read run on the driver (OneStatementRead)
+        (asyncpg.exceptions.ConnectionDoesNotExistError(), True),
+        (asyncpg.exceptions.CannotConnectNowError(), True),
+        (asyncpg.exceptions.UniqueViolationError(), False),
+        (asyncpg.exceptions.DivisionByZeroError(), False),
         (IntegrityError("INSERT", {}, UniqueViolation()), False),
         (ValueError("bad data"), False),
         (KeyError("x"), False),
