@@ -197,10 +197,10 @@ def settled(gateway: str, headers: dict[str, str], truth: GroundTruth) -> bool:
     ] == [(b["customers"], Decimal(str(b["aum_cny"]))) for b in expected]
 
 
-async def gateway_load(gateway: str, headers: dict[str, str], refs: Sequence[str], seconds: float) -> dict[str, float]:
-    """32 clients, each asking for a random customer as soon as its last answer came, for `seconds`.
-    The client is aiohttp: it shares the two cores with the platform, and httpx spent 3-4 ms of CPU
-    a request where aiohttp spends well under one."""
+async def gateway_load(gateway: str, headers: dict[str, str], paths: Sequence[str], seconds: float) -> dict[str, float]:
+    """32 clients, each asking for a random one of `paths` as soon as its last answer came, for
+    `seconds`. The client is aiohttp: it shares the two cores with the platform, and httpx spent
+    3-4 ms of CPU a request where aiohttp spends well under one."""
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
@@ -211,7 +211,7 @@ async def gateway_load(gateway: str, headers: dict[str, str], refs: Sequence[str
         while time.perf_counter() < deadline:
             started = time.perf_counter()
             try:
-                async with client.get(f"/v1/customers/by-ref/core-deposits/{rng.choice(refs)}") as response:
+                async with client.get(rng.choice(paths)) as response:
                     await response.read()
                     ok = response.status == 200
             except (aiohttp.ClientError, TimeoutError):
@@ -232,6 +232,20 @@ async def gateway_load(gateway: str, headers: dict[str, str], refs: Sequence[str
         "errors": errors,
         "requests": len(latencies),
     }
+
+
+async def customer_ids(gateway: str, headers: dict[str, str], refs: Sequence[str]) -> list[str]:
+    """The golden ids of the customers core-deposits knows as `refs`, asked of the gateway (the
+    simulator's ground truth knows a customer by its core-deposits reference)."""
+    async with aiohttp.ClientSession(gateway, headers=headers, connector=aiohttp.TCPConnector(limit=16)) as client:
+
+        async def one(ref: str) -> str:
+            async with client.get(f"/v1/customers/by-ref/core-deposits/{ref}") as response:
+                response.raise_for_status()
+                view = await response.json()
+                return str(view["customer_id"])
+
+        return list(await asyncio.gather(*(one(ref) for ref in refs)))
 
 
 async def latency_under_load(
@@ -424,13 +438,23 @@ def measure(args: argparse.Namespace, report: Report) -> None:
             else f"- Backlog left by the background not drained within {args.timeout_s:.0f} s: "
             "the gateway load ran on a busy platform."
         )
-        refs = [t.customer_key for t in truth.customers]
-        load = asyncio.run(gateway_load(gateway, headers, refs, args.gateway_seconds))
-        report.add(
-            f"- Gateway, `GET /v1/customers/by-ref/...` at concurrency 32 for {args.gateway_seconds:.0f} s: "
-            f"{load['rps']:,.0f} requests/s, p50 {load['p50_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms, "
-            f"{int(load['errors'])} errors of {int(load['requests']):,}."
+        refs = random.Random(args.seed).sample(
+            [t.customer_key for t in truth.customers], min(2000, len(truth.customers))
         )
+        ids = asyncio.run(customer_ids(gateway, headers, refs))
+        by_id = asyncio.run(gateway_load(gateway, headers, [f"/v1/customers/{i}" for i in ids], args.gateway_seconds))
+        by_ref = asyncio.run(
+            gateway_load(gateway, headers, [f"/v1/customers/by-ref/core-deposits/{r}" for r in refs], 20)
+        )
+        for route, load, seconds in (
+            ("/v1/customers/{customer_id}", by_id, args.gateway_seconds),
+            ("/v1/customers/by-ref/core-deposits/{ref}", by_ref, 20),
+        ):
+            report.add(
+                f"- Gateway, `GET {route}` for {len(refs):,} random customers at concurrency 32 for "
+                f"{seconds:.0f} s: {load['rps']:,.0f} requests/s, p50 {load['p50_ms']:.1f} ms, "
+                f"p99 {load['p99_ms']:.1f} ms, {int(load['errors'])} errors of {int(load['requests']):,}."
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
