@@ -3,9 +3,10 @@ worklists, the task lifecycle and the RM roster."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, model_validator
@@ -60,9 +61,10 @@ class TaskView(BaseModel):
     closed_at: datetime | None
 
 
-def task_view(task: Task, now: datetime) -> TaskView:
-    overdue = task.status in OPEN_STATUSES and task.due_at < now
-    return TaskView.model_validate(task, from_attributes=True).model_copy(update={"overdue": overdue})
+def task_view(task: Task | Mapping[str, Any], now: datetime) -> TaskView:
+    """A task (a row, or a dict of its columns) as the API shows it, `overdue` decided here."""
+    view = TaskView.model_validate(task, from_attributes=not isinstance(task, Mapping))
+    return view.model_copy(update={"overdue": view.status in OPEN_STATUSES and view.due_at < now})
 
 
 class TaskPage(BaseModel):
@@ -196,7 +198,7 @@ async def customer_engagement(customer_id: str, runtime: RuntimeDep) -> Customer
         rm_id=row.rm_id,
         branch_id=row.branch_id,
         last_contact_at=row.last_contact_at,
-        open_tasks=[TaskView.model_validate(t | {"overdue": t["due_at"] < now}) for t in row.open_tasks],
+        open_tasks=[task_view(t, now) for t in row.open_tasks],
     )
 
 

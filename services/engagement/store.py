@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ARRAY, DateTime, Text, bindparam, delete, func, literal, or_, select, tuple_, update
+from sqlalchemy import ARRAY, DateTime, Text, bindparam, delete, func, literal, or_, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import defer
 from sqlalchemy.orm.attributes import set_committed_value
 
-from runtime.db import OneStatementRead
+from runtime.db import NestedRows, OneStatementRead
 from services.engagement.models import (
     OPEN_STATUSES,
     OPEN_TASK,
@@ -69,13 +69,14 @@ _NEW_CUSTOMERS = (
     )
     .on_conflict_do_nothing()
 )
-#: A customer's open tasks, most urgent first: built once.
+#: Most urgent first: how a customer's open tasks are listed.
+OPEN_TASK_ORDER = (Task.priority.desc(), Task.due_at, Task.task_id)
 _OPEN_TASKS = (
     select(Task)
     .where(Task.customer_id == bindparam("customer_id"), Task.status.in_(OPEN_STATUSES))
-    .order_by(Task.priority.desc(), Task.due_at, Task.task_id)
+    .order_by(*OPEN_TASK_ORDER)
 )
-#: The columns of each open task in a customer's engagement view, in the order they come back.
+#: The columns of each open task in a customer's engagement view.
 VIEW_TASK_COLUMNS: tuple[Any, ...] = (
     Task.task_id,
     Task.customer_id,
@@ -91,12 +92,17 @@ VIEW_TASK_COLUMNS: tuple[Any, ...] = (
     Task.updated_at,
     Task.closed_at,
 )
-_VIEW_TASK_KEYS = [c.key for c in VIEW_TASK_COLUMNS]
 
 
-def _engagement_statement() -> Any:
+def _engagement_read() -> OneStatementRead:
     asked = select(bindparam("customer_id", type_=Text).label("customer_id")).subquery()
-    return (
+    open_tasks = NestedRows(
+        "open_tasks",
+        VIEW_TASK_COLUMNS,
+        (Task.customer_id == asked.c.customer_id, Task.status.in_([literal(s) for s in OPEN_STATUSES])),
+        OPEN_TASK_ORDER,
+    )
+    statement = (
         select(
             asked.c.customer_id,
             CustomerState.customer_id.label("known"),
@@ -105,22 +111,18 @@ def _engagement_statement() -> Any:
             CustomerState.rm_id,
             CustomerState.branch_id,
             CustomerState.last_contact_at,
-            func.array(
-                select(tuple_(*VIEW_TASK_COLUMNS))
-                .where(Task.customer_id == asked.c.customer_id, Task.status.in_([literal(s) for s in OPEN_STATUSES]))
-                .order_by(Task.priority.desc(), Task.due_at, Task.task_id)
-                .scalar_subquery()
-            ).label("open_tasks"),
+            open_tasks.column(),
         )
         .select_from(asked)
         .outerjoin(CustomerState, CustomerState.customer_id == asked.c.customer_id)
     )
+    return OneStatementRead(statement, "Engagement", nested=(open_tasks,))
 
 
 # The gateway reads this on every view: one statement on the driver (runtime.db.OneStatementRead),
 # so the customer row and its open tasks come from one snapshot; an RM assignment commits with the
 # tasks it moves, so the two always agree on the RM.
-_ENGAGEMENT = OneStatementRead(_engagement_statement(), "Engagement")
+_ENGAGEMENT = _engagement_read()
 
 
 async def engagement_row(engine: AsyncEngine, customer_id: str) -> Any:
@@ -128,7 +130,7 @@ async def engagement_row(engine: AsyncEngine, customer_id: str) -> Any:
     them) with their open tasks, most urgent first, as dicts of VIEW_TASK_COLUMNS."""
     row = await _ENGAGEMENT.one_or_none(engine, customer_id=customer_id)
     assert row is not None  # selected from a one-row subquery: always a row
-    return row._replace(open_tasks=[dict(zip(_VIEW_TASK_KEYS, t, strict=True)) for t in row.open_tasks])
+    return row
 
 
 class EngagementStore:

@@ -35,7 +35,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 
 from contracts import Product
-from runtime.db import OneStatementRead
+from runtime.db import NestedRows, OneStatementRead
 from services.profile.domain import AccountState
 from services.profile.models import (
     Account,
@@ -109,10 +109,22 @@ VIEW_ACCOUNT_COLUMNS: tuple[Any, ...] = (
     Account.balance_as_of,
     Account.snapshot_on,
 )
+_RECORDS = NestedRows(
+    "source_records",
+    VIEW_RECORD_COLUMNS,
+    (SourceRecord.customer_id == Customer.customer_id,),
+    (SourceRecord.source, SourceRecord.customer_ref),
+)
+_ACCOUNTS = NestedRows(
+    "accounts",
+    VIEW_ACCOUNT_COLUMNS,
+    (Account.customer_id == Customer.customer_id,),
+    (Account.source, Account.account_ref),
+)
 MAX_REDIRECTS = 32
 
 
-def _view_statement(start: Select[Any]) -> Select[Any]:
+def _view_read(start: Select[Any]) -> OneStatementRead:
     """The view of the customer `start` selects (as `customer_id`), followed to its survivor."""
     chain = start.add_columns(literal(0).label("depth")).cte("chain", recursive=True)
     hop = aliased(Customer)
@@ -123,7 +135,7 @@ def _view_statement(start: Select[Any]) -> Select[Any]:
     )
     survivor = select(chain.c.customer_id).order_by(chain.c.depth.desc()).limit(1).scalar_subquery()
     merged = aliased(Customer)
-    return select(
+    statement = select(
         *VIEW_CUSTOMER_COLUMNS,
         func.array(
             select(merged.customer_id)
@@ -131,34 +143,18 @@ def _view_statement(start: Select[Any]) -> Select[Any]:
             .order_by(merged.customer_id)
             .scalar_subquery()
         ).label("merged_ids"),
-        func.array(
-            select(tuple_(*VIEW_RECORD_COLUMNS))
-            .where(SourceRecord.customer_id == Customer.customer_id)
-            .order_by(SourceRecord.source, SourceRecord.customer_ref)
-            .scalar_subquery()
-        ).label("source_records"),
-        func.array(
-            select(tuple_(*VIEW_ACCOUNT_COLUMNS))
-            .where(Account.customer_id == Customer.customer_id)
-            .order_by(Account.source, Account.account_ref)
-            .scalar_subquery()
-        ).label("accounts"),
+        _RECORDS.column(),
+        _ACCOUNTS.column(),
     ).where(Customer.customer_id == survivor)
+    return OneStatementRead(statement, "View", nested=(_RECORDS, _ACCOUNTS))
 
 
-_VIEW_BY_ID = OneStatementRead(
-    _view_statement(select(Customer.customer_id).where(Customer.customer_id == bindparam("customer_id"))), "View"
+_VIEW_BY_ID = _view_read(select(Customer.customer_id).where(Customer.customer_id == bindparam("customer_id")))
+_VIEW_BY_REF = _view_read(
+    select(SourceRecord.customer_id).where(
+        SourceRecord.source == bindparam("source"), SourceRecord.customer_ref == bindparam("customer_ref")
+    )
 )
-_VIEW_BY_REF = OneStatementRead(
-    _view_statement(
-        select(SourceRecord.customer_id).where(
-            SourceRecord.source == bindparam("source"), SourceRecord.customer_ref == bindparam("customer_ref")
-        )
-    ),
-    "View",
-)
-_RECORD_KEYS = [c.key for c in VIEW_RECORD_COLUMNS]
-_ACCOUNT_KEYS = [c.key for c in VIEW_ACCOUNT_COLUMNS]
 
 
 async def customer_view_row(
@@ -168,15 +164,8 @@ async def customer_view_row(
     `source_records` and `accounts` as lists of dicts), by golden id or by `(source, customer_ref)`;
     None when no customer answers for it."""
     if source_ref is not None:
-        row = await _VIEW_BY_REF.one_or_none(engine, source=source_ref[0], customer_ref=source_ref[1])
-    else:
-        row = await _VIEW_BY_ID.one_or_none(engine, customer_id=customer_id)
-    if row is None:
-        return None
-    return row._replace(
-        source_records=[dict(zip(_RECORD_KEYS, r, strict=True)) for r in row.source_records],
-        accounts=[dict(zip(_ACCOUNT_KEYS, a, strict=True)) for a in row.accounts],
-    )
+        return await _VIEW_BY_REF.one_or_none(engine, source=source_ref[0], customer_ref=source_ref[1])
+    return await _VIEW_BY_ID.one_or_none(engine, customer_id=customer_id)
 
 
 # Reads a split or an erasure makes: built once and bound per call.

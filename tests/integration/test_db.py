@@ -10,10 +10,10 @@ from decimal import Decimal
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
-from sqlalchemy import Column, DateTime, MetaData, Numeric, Table, Text, bindparam, func, literal, select, text, tuple_
+from sqlalchemy import Column, DateTime, MetaData, Numeric, Table, Text, bindparam, func, literal, select, text
 from sqlalchemy.exc import DBAPIError
 
-from runtime.db import OneStatementRead, create_engine, read_session_factory, session_factory, transaction
+from runtime.db import NestedRows, OneStatementRead, create_engine, read_session_factory, session_factory, transaction
 from runtime.transient import is_transient
 
 BACKEND = text("SELECT pg_backend_pid()")
@@ -77,18 +77,18 @@ PROBE = Table(
     Column("at", DateTime(timezone=True)),
     Column("kind", Text),
 )
+_PROBE_NESTED = NestedRows(
+    "nested", (PROBE.c.kind, PROBE.c.amount), (PROBE.c.kind.in_([literal("a"), literal("b")]),), (PROBE.c.id,)
+)
 _PROBE_READ = OneStatementRead(
     select(
         PROBE.c.id,
         PROBE.c.amount,
         (literal(1) / PROBE.c.amount).label("inverse"),
-        func.array(
-            select(tuple_(PROBE.c.kind, PROBE.c.amount))
-            .where(PROBE.c.kind.in_([literal("a"), literal("b")]))
-            .order_by(PROBE.c.id)
-            .scalar_subquery()
-        ).label("nested"),
-    ).where(PROBE.c.id == bindparam("id"))
+        _PROBE_NESTED.column(),
+        func.array(select(PROBE.c.id).order_by(PROBE.c.id).scalar_subquery()).label("ids"),
+    ).where(PROBE.c.id == bindparam("id")),
+    nested=(_PROBE_NESTED,),
 )
 
 
@@ -116,7 +116,9 @@ async def test_a_one_statement_read_answers_typed_rows_keeps_a_refused_connectio
             Decimal("1234.50"),
             Decimal("0.000810"),
         )
-        assert row.nested == [("a", Decimal("1234.50")), ("b", Decimal("0.10"))]  # in order, exact, typed
+        # nested rows as dicts, in order, exact and typed; a plain array stays a list
+        assert row.nested == [{"kind": "a", "amount": Decimal("1234.50")}, {"kind": "b", "amount": Decimal("0.10")}]
+        assert row.ids == ["x", "y", "z"]
         assert await _PROBE_READ.one_or_none(engine, id="nobody") is None
         with pytest.raises(TypeError, match="no value for id"):
             await _PROBE_READ.one_or_none(engine)
