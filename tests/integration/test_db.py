@@ -150,6 +150,35 @@ async def test_a_one_statement_read_answers_typed_rows_keeps_a_refused_connectio
         await engine.dispose()
 
 
+_SLEEP = OneStatementRead(
+    select(func.pg_sleep(bindparam("seconds")).label("slept"), func.pg_backend_pid().label("pid"))
+)
+
+
+async def test_a_one_statement_read_cut_off_mid_statement_is_discarded_and_the_pool_goes_on(
+    migrated_database: str,
+) -> None:
+    """A read cancelled while the server works on it (a timeout, a client gone) leaves the
+    connection with an answer still to come: it is closed, not pooled, and the pool of one
+    serves the next read on a new connection."""
+    engine = create_engine(migrated_database, pool_size=1)
+    try:
+        first = await _SLEEP.one_or_none(engine, seconds=0)
+        assert first is not None
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await _SLEEP.one_or_none(engine, seconds=5)
+        async with asyncio.timeout(2):  # the pool's one connection is free again at once
+            after = await _SLEEP.one_or_none(engine, seconds=0)
+        assert after is not None
+        assert after.pid != first.pid, "the cut-off connection was replaced"
+        again = await _SLEEP.one_or_none(engine, seconds=0)
+        assert again is not None
+        assert again.pid == after.pid, "a read that finished returns its connection to the pool"
+    finally:
+        await engine.dispose()
+
+
 def test_a_one_statement_read_refuses_an_in_it_cannot_compile_once() -> None:
     with pytest.raises(ValueError, match="expanding IN"):
         OneStatementRead(select(PROBE.c.id).where(PROBE.c.kind.in_(["a", "b"])))
