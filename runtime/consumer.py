@@ -177,7 +177,6 @@ class BatchConsumer:
         producer: AIOKafkaProducer,
         clock: Clock,
         settings: ConsumerSettings,
-        on_committed: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
         self.topics = list(topics)
@@ -190,7 +189,6 @@ class BatchConsumer:
         self.producer = producer
         self.clock = clock
         self.settings = settings
-        self.on_committed = on_committed
         self._consumer: AIOKafkaConsumer | None = None
         self._stopping = False
         self.healthy = False
@@ -374,8 +372,6 @@ class BatchConsumer:
                     )
                 finally:
                     correlation_id.reset(token)
-        if context.outbox and self.on_committed is not None:
-            self.on_committed()
 
     async def _record_processed(self, session: AsyncSession, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
         table = self.processed_table

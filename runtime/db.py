@@ -8,7 +8,7 @@ here once so no service copies them.
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -129,9 +129,21 @@ def _json_text(value: Any) -> str:
     return to_json(value).decode()
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that do not expire loaded objects on commit (they are read after it)."""
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+#: `session.info` keys: a transaction wrote outbox rows, to be published within so many seconds
+#: (`runtime.outbox.write_outbox`); and the factory's callback told of that after the commit.
+OUTBOX_WRITTEN = "c360.outbox_written"
+ON_OUTBOX_COMMIT = "c360.on_outbox_commit"
+
+
+def session_factory(
+    engine: AsyncEngine, *, on_outbox_commit: Callable[[float], None] | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions that do not expire loaded objects on commit (they are read after it).
+
+    `on_outbox_commit` (the service's relay) is called after every `transaction` that wrote
+    outbox rows has committed, with how soon they should be published."""
+    info = {} if on_outbox_commit is None else {ON_OUTBOX_COMMIT: on_outbox_commit}
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, info=info)
 
 
 def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -226,9 +238,15 @@ class OneStatementRead:
 
 @asynccontextmanager
 async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """The one place a unit of work commits: commit on success, roll back on any error."""
-    async with sessions() as session, session.begin():
-        yield session
+    """The one place a unit of work commits: commit on success, roll back on any error. A
+    transaction that wrote outbox rows tells the session factory's `on_outbox_commit` once it has
+    committed (never before: the relay would look for rows it cannot see yet)."""
+    async with sessions() as session:
+        async with session.begin():
+            yield session
+        within_s = session.info.pop(OUTBOX_WRITTEN, None)
+        if within_s is not None and (committed := session.info.get(ON_OUTBOX_COMMIT)) is not None:
+            committed(within_s)
 
 
 async def upsert_rows(

@@ -58,14 +58,12 @@ class JobRunner:
         sessions: async_sessionmaker[AsyncSession],
         outbox_table: Table,
         clock: Clock,
-        on_committed: Callable[[], None] | None = None,
     ) -> None:
         self.service = service
         self.job = job
         self.sessions = sessions
         self.outbox_table = outbox_table
         self.clock = clock
-        self.on_committed = on_committed
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -84,8 +82,6 @@ class JobRunner:
             more = await self.job.run(context)
             await write_outbox(session, self.outbox_table, context.outbox)
         metrics.JOB_ROUNDS.labels(job=self.job.name, outcome="done").inc()
-        if context.outbox and self.on_committed is not None:
-            self.on_committed()
         return more
 
     async def run(self) -> None:

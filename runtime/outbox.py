@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import CloudEvent
 from runtime import metrics
-from runtime.db import transaction
+from runtime.db import OUTBOX_WRITTEN, transaction
 from runtime.settings import OutboxSettings
 from runtime.transient import Backoff, is_transient
 
@@ -42,10 +42,16 @@ class OutboxMessage:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-async def write_outbox(session: AsyncSession, table: Table, messages: Sequence[OutboxMessage]) -> None:
-    """Insert `messages` into the outbox inside the caller's transaction."""
+async def write_outbox(
+    session: AsyncSession, table: Table, messages: Sequence[OutboxMessage], *, within_s: float = 0.0
+) -> None:
+    """Insert `messages` into the outbox inside the caller's transaction. Once it commits
+    (`runtime.db.transaction`) the relay is woken to publish them at once, or within `within_s`
+    seconds: writers that commit many times a second (the gateway's audit) let one relay round
+    serve many commits."""
     if not messages:
         return
+    session.info[OUTBOX_WRITTEN] = min(within_s, session.info.get(OUTBOX_WRITTEN, within_s))
     await session.execute(
         insert(table),
         [
@@ -61,7 +67,8 @@ async def write_outbox(session: AsyncSession, table: Table, messages: Sequence[O
 
 
 class OutboxRelay:
-    """Publishes pending outbox rows to Kafka; woken after commits, polling otherwise."""
+    """Publishes pending outbox rows to Kafka: woken by the commits that wrote them, and polling
+    every `idle_poll_s` for rows no wake announced (another replica's, or left by a crash)."""
 
     def __init__(
         self,
@@ -79,16 +86,28 @@ class OutboxRelay:
         self.settings = settings
         self.lock_key = zlib.crc32(f"c360-outbox:{table.fullname}".encode())
         self._wake = asyncio.Event()
+        self._wake_later: asyncio.TimerHandle | None = None
         self._stopping = False
         self.healthy = True
         self._last_purge = datetime.min.replace(tzinfo=UTC)
 
-    def wake(self) -> None:
-        """Ask the relay to look for new rows now (called after a commit)."""
+    def wake(self, within_s: float = 0.0) -> None:
+        """Ask the relay to look for new rows now, or within `within_s` seconds: the wakes that
+        arrive while one is pending are that one (called after a commit that wrote rows)."""
+        if within_s <= 0:
+            self._wake.set()
+        elif self._wake_later is None:
+            self._wake_later = asyncio.get_running_loop().call_later(within_s, self._woken_later)
+
+    def _woken_later(self) -> None:
+        self._wake_later = None
         self._wake.set()
 
     def stop(self) -> None:
         self._stopping = True
+        if self._wake_later is not None:
+            self._wake_later.cancel()
+            self._wake_later = None
         self._wake.set()
 
     async def run(self) -> None:

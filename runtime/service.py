@@ -190,7 +190,13 @@ def build_lifespan(spec: ServiceSpec) -> Callable[[FastAPI], contextlib.Abstract
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings = spec.settings
         engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
-        sessions = session_factory(engine)
+        relay: OutboxRelay | None = None
+
+        def outbox_committed(within_s: float) -> None:
+            if relay is not None:
+                relay.wake(within_s)
+
+        sessions = session_factory(engine, on_outbox_commit=outbox_committed)
         producer = make_producer(settings.kafka_bootstrap_servers, client_id=spec.name)
         await _start_producer(producer, spec.name)
         relay = OutboxRelay(
@@ -214,7 +220,6 @@ def build_lifespan(spec: ServiceSpec) -> Callable[[FastAPI], contextlib.Abstract
                 producer=producer,
                 clock=spec.clock,
                 settings=spec.consumer_settings,
-                on_committed=relay.wake,
             )
         runtime = ServiceRuntime(spec, engine, sessions, producer, relay, consumer)
         runtime.jobs = {
@@ -224,7 +229,6 @@ def build_lifespan(spec: ServiceSpec) -> Callable[[FastAPI], contextlib.Abstract
                 sessions=sessions,
                 outbox_table=relay.table,
                 clock=spec.clock,
-                on_committed=relay.wake,
             )
             for job in spec.jobs
         }

@@ -50,7 +50,11 @@ class OutboxSettings(BaseModel):
     """How the outbox relay claims and publishes rows."""
 
     batch_size: int = Field(default=1000, ge=1, description="Most outbox rows published per round.")
-    idle_poll_s: float = Field(default=0.1, gt=0, description="Poll interval when nothing woke the relay.")
+    idle_poll_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Poll interval when no commit woke the relay: for rows another replica or a crash left.",
+    )
     retention_hours: int = Field(default=24, ge=0, description="How long published rows are kept for inspection.")
     purge_interval_s: float = Field(
         default=300.0, gt=0, description="How often rows published longer ago than the retention are deleted."

@@ -199,5 +199,4 @@ async def post_events(
         )
     async with transaction(runtime.sessions) as session:
         await write_outbox(session, OUTBOX, messages)
-    runtime.relay.wake()
     return JSONResponse(body.model_dump(), status_code=200)

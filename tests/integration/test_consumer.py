@@ -284,3 +284,64 @@ async def test_the_relay_purges_published_rows_past_the_retention_while_it_keeps
 
 async def _equals(value: Awaitable[object], expected: object) -> bool:
     return await value == expected
+
+
+async def test_a_commit_that_wrote_outbox_rows_wakes_the_relay_and_nothing_else_does(harness: Harness) -> None:
+    """The relay hears of rows from the commit that wrote them, with the soonest publication any
+    writer in the transaction asked for; a transaction that wrote none, or rolled back, is silent.
+    With a poll far longer than the test, only the wake can have published them."""
+    outbox = runtime_table(metadata, "outbox")
+    ref = unique_ref("WAKE")
+    told: list[float] = []
+    relay = OutboxRelay(
+        name="runtime-test",
+        sessions=harness.sessions,
+        table=outbox,
+        producer=harness.producer,
+        settings=OutboxSettings(idle_poll_s=600),
+    )
+
+    def committed(within_s: float) -> None:
+        told.append(within_s)
+        relay.wake(within_s)
+
+    sessions = session_factory(harness.engine, on_outbox_commit=committed)
+
+    def message(i: int) -> OutboxMessage:
+        return OutboxMessage(topic=BANK_ACCOUNTS, key=ref, event=account_balance(ref, f"{ref}-A", f"{i}.00"))
+
+    async def pending() -> int:
+        async with harness.sessions() as session:
+            stmt = select(func.count()).where(outbox.c.message_key == ref, outbox.c.published_at.is_(None))
+            return int(await session.scalar(stmt) or 0)
+
+    async with transaction(sessions) as session:
+        await write_outbox(session, outbox, [])
+
+    async def refused() -> None:
+        async with transaction(sessions) as session:
+            await write_outbox(session, outbox, [message(0)])
+            raise RuntimeError("refused")
+
+    with pytest.raises(RuntimeError, match="refused"):
+        await refused()
+    assert told == []
+    assert await pending() == 0
+
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0.5)  # the relay's first round has found nothing and it waits
+        async with transaction(sessions) as session:
+            await write_outbox(session, outbox, [message(1)], within_s=0.3)
+            await write_outbox(session, outbox, [message(2)])
+        assert told == [0.0]
+        await eventually(lambda: _equals(pending(), 0), timeout_s=5)
+
+        async with transaction(sessions) as session:
+            await write_outbox(session, outbox, [message(3)], within_s=0.3)
+        assert told == [0.0, 0.3]
+        assert await pending() == 1, "published within 0.3 s, not at once"
+        await eventually(lambda: _equals(pending(), 0), timeout_s=5)
+    finally:
+        relay.stop()
+        await asyncio.wait_for(task, 15)
