@@ -190,6 +190,7 @@ class BatchConsumer:
         self.clock = clock
         self.settings = settings
         self._consumer: AIOKafkaConsumer | None = None
+        self._log_ends: dict[TopicPartition, int] = {}  # the furthest end seen of each log, across restarts
         self._stopping = False
         self.healthy = False
 
@@ -258,7 +259,16 @@ class BatchConsumer:
                 await self._measure_lag()
 
     async def _measure_lag(self) -> None:
-        """Consumer-group lag per assigned partition, for the `c360_consumer_lag` gauge."""
+        """Consumer-group lag per assigned partition, for the `c360_consumer_lag` gauge; and a
+        partition whose log went backwards read again from its beginning.
+
+        A log's end never moves back on a broker that keeps its log; one that lost it (Tansu in
+        memory mode, restarted) starts again from offset 0, answers a fetch past its end with
+        nothing rather than OFFSET_OUT_OF_RANGE, and may accept the old member's heartbeats, so
+        the consumer would wait at its old positions and skip every event produced below them.
+        Kafka would reset such a position by `auto_offset_reset` ("earliest"); this does the
+        same, and what is read twice the idempotent apply skips. (Tansu's end of a log can lag a
+        consumer's position by a batch, so a position past the end is not the sign.)"""
         consumer = self._consumer
         if consumer is None:
             return
@@ -267,6 +277,18 @@ class BatchConsumer:
             return
         try:
             ends = await consumer.end_offsets(assigned)
+            shrunk = {tp: (self._log_ends[tp], ends[tp]) for tp in assigned if ends[tp] < self._log_ends.get(tp, 0)}
+            self._log_ends.update(ends)
+            if shrunk:
+                log.warning(
+                    "consumer.offset_reset",
+                    extra={
+                        "group": self.group_id,
+                        "reason": "the log went backwards: the broker lost it",
+                        "ends": {f"{tp.topic}/{tp.partition}": was_now for tp, was_now in shrunk.items()},
+                    },
+                )
+                await consumer.seek_to_beginning(*shrunk)
             for tp in assigned:
                 position = await consumer.position(tp)
                 metrics.CONSUMER_LAG.labels(group=self.group_id, topic=tp.topic, partition=str(tp.partition)).set(

@@ -73,13 +73,15 @@ async def recovered(platform: FaultPlatform, timeout_s: float = 90) -> float:
 
 
 async def groups_rejoined(platform: FaultPlatform, since: dict[str, int], timeout_s: float = 60) -> None:
-    """Wait until every consumer has found that the new broker does not know it and rejoined.
+    """Wait until every consumer has found that the new broker does not know it and rejoined, or
+    that its positions are past the end of the new logs and reset them to the beginning.
 
-    Until a consumer has rejoined, it fetches at the offsets it held on the old broker; Tansu
-    answers an offset past the end of a (new, empty) log with nothing rather than with
-    OFFSET_OUT_OF_RANGE, so records produced meanwhile below that offset would be skipped. Tansu
-    does not answer DescribeGroups in a form aiokafka decodes, so the sign is the consumer's own
-    log line; the join itself follows within a heartbeat.
+    Until then it fetches at the offsets it held on the old broker; Tansu answers an offset past
+    the end of a (new, empty) log with nothing rather than with OFFSET_OUT_OF_RANGE, so records
+    produced meanwhile below that offset would be skipped. A consumer whose heartbeats the new
+    broker accepted never rejoins: the reset (`BatchConsumer._measure_lag`) is what saves it.
+    Tansu does not answer DescribeGroups in a form aiokafka decodes, so the sign is the consumer's
+    own log line; the join itself follows within a heartbeat.
     """
     deadline = time.monotonic() + timeout_s
     waiting = set(CONSUMERS)
@@ -88,7 +90,7 @@ async def groups_rejoined(platform: FaultPlatform, since: dict[str, int], timeou
             with (platform.log_dir / f"{name}.log").open("rb") as log:
                 log.seek(since[name])
                 text = log.read()
-                if b"re-joining group" in text or b"will rejoin" in text:
+                if any(sign in text for sign in (b"re-joining group", b"will rejoin", b"consumer.offset_reset")):
                     waiting.discard(name)
         assert time.monotonic() < deadline, f"no rejoin seen from {waiting}"
         await asyncio.sleep(0.3)

@@ -345,3 +345,25 @@ async def test_a_commit_that_wrote_outbox_rows_wakes_the_relay_and_nothing_else_
     finally:
         relay.stop()
         await asyncio.wait_for(task, 15)
+
+
+async def test_a_log_that_went_backwards_is_read_again_from_its_beginning(harness: Harness) -> None:
+    """Where a memory-mode broker restarted under a consumer leaves it: the logs it had read to
+    some end now end short of that, and its positions lie past their ends, where the broker
+    answers every fetch with nothing. The consumer sees the logs went backwards, resets its
+    positions to the beginning, as Kafka's OFFSET_OUT_OF_RANGE would, and reads what is there."""
+    ref = unique_ref("RESET")
+    first = account_opened(ref, "A1")
+    await harness.send(first, ref)
+    consumer = harness.consumer(group())
+    await consumer._start_consumer()
+    kafka = consumer._consumer
+    assert kafka is not None
+    await eventually(lambda: kafka.assignment(), timeout_s=20)
+    for tp, end in (await kafka.end_offsets(list(kafka.assignment()))).items():
+        consumer._log_ends[tp] = end + 1000  # what the consumer saw on the broker before
+        kafka.seek(tp, end + 1000)  # and where it was reading
+
+    await run_until(consumer, lambda: _has(harness, ref, first.id), timeout_s=20)
+
+    assert await harness.effects_for(ref) == [first.id]
