@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import platform as host
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -105,13 +106,24 @@ def machine() -> str:
     memory = next(
         (line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")), "0"
     )
-    head = ROOT / ".git" / "HEAD"
-    commit = ""
-    if head.exists():
-        ref = head.read_text().strip()
-        target = ROOT / ".git" / ref.removeprefix("ref: ") if ref.startswith("ref: ") else None
-        commit = (target.read_text() if target is not None and target.exists() else ref)[:7]
     return (
         f"{os.cpu_count()} x {cpu}, {int(memory) // 1024 // 1024} GiB RAM, Python {host.python_version()}, "
-        f"commit {commit.strip() or 'unknown'}"
+        f"commit {checkout_commit() or 'unknown'}"
     )
+
+
+def checkout_commit() -> str:
+    """The commit the bench runs from, short; asked of git, which knows a worktree's checkout (a
+    `.git` file, not a directory) and packed refs, where reading `.git/HEAD` by hand knew neither.
+    Empty without git or outside a checkout."""
+    try:
+        answer = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short=7", "HEAD"],  # noqa: S607 git from PATH
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return answer.stdout.strip()
