@@ -21,8 +21,8 @@ OUTBOX = runtime_table(Base.metadata, "outbox")
 
 
 AUDIT_LOG = runtime_table(Base.metadata, "audit_log")
-#: How soon an audit record reaches `c360.audit.v1` after its request was answered, at the latest
-#: (docs/api.md).
+#: How soon after its commit the relay is asked to publish an audit record on `c360.audit.v1`
+#: (docs/api.md); a relay that is failing publishes it when the broker is back.
 AUDIT_PUBLISHED_WITHIN_S = 0.1
 
 
