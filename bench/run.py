@@ -12,7 +12,10 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -197,10 +200,67 @@ def settled(gateway: str, headers: dict[str, str], truth: GroundTruth) -> bool:
     ] == [(b["customers"], Decimal(str(b["aum_cny"]))) for b in expected]
 
 
-async def gateway_load(gateway: str, headers: dict[str, str], paths: Sequence[str], seconds: float) -> dict[str, float]:
-    """32 clients, each asking for a random one of `paths` as soon as its last answer came, for
-    `seconds`. The client is aiohttp: it shares the two cores with the platform, and httpx spent
-    3-4 ms of CPU a request where aiohttp spends well under one."""
+#: wrk's script: a random one of the paths in the file `C360_WRK_PATHS` for each request, and the
+#: figures `gateway_load` reads, on one line, when the run is done.
+WRK_SCRIPT = """
+local paths = {}
+for line in io.lines(os.getenv("C360_WRK_PATHS")) do paths[#paths + 1] = line end
+math.randomseed(1)
+request = function()
+  return wrk.format("GET", paths[math.random(#paths)])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("C360 %d %d %d %.0f %.0f\\n", summary.requests, summary.duration,
+    e.connect + e.read + e.write + e.status + e.timeout, latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def gateway_load(gateway: str, headers: dict[str, str], paths: Sequence[str], seconds: float) -> dict[str, Any]:
+    """32 connections, each asking for a random one of `paths` as soon as its last answer came,
+    for `seconds`: with `wrk` (Debian's package) where it is on PATH, else a Python client. The
+    load tool shares the two cores with the platform: wrk spends a fraction of what aiohttp
+    does a request (docs/benchmarks.md), and httpx spent 3-4 ms where aiohttp spends well under one."""
+    if shutil.which("wrk"):
+        return wrk_load(gateway, headers, paths, seconds)
+    return asyncio.run(python_load(gateway, headers, paths, seconds))
+
+
+def wrk_load(gateway: str, headers: dict[str, str], paths: Sequence[str], seconds: float) -> dict[str, Any]:
+    """`gateway_load` with wrk, one thread, 32 connections; an error is a non-2xx/3xx answer, a
+    failed connection, read or write, or an answer later than 10 s."""
+    with tempfile.TemporaryDirectory(prefix="c360-wrk-") as work:
+        script, listed = Path(work) / "paths.lua", Path(work) / "paths.txt"
+        script.write_text(WRK_SCRIPT)
+        listed.write_text("\n".join(paths) + "\n")
+        command = ["wrk", "-t1", "-c32", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(script)]
+        for name, value in headers.items():
+            command += ["-H", f"{name}: {value}"]
+        answer = subprocess.run(
+            [*command, gateway],
+            env={**os.environ, "C360_WRK_PATHS": str(listed)},
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=True,
+        )
+    line = next((x for x in answer.stdout.splitlines() if x.startswith("C360 ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk gave no figures: {answer.stdout[-500:]} {answer.stderr[-500:]}")
+    requests, duration_us, errors, p50_us, p99_us = (int(x) for x in line.split()[1:])
+    return {
+        "rps": requests / (duration_us / 1e6),
+        "p50_ms": p50_us / 1000,
+        "p99_ms": p99_us / 1000,
+        "errors": errors,
+        "requests": requests,
+        "client": "wrk",
+    }
+
+
+async def python_load(gateway: str, headers: dict[str, str], paths: Sequence[str], seconds: float) -> dict[str, Any]:
+    """`gateway_load` with 32 aiohttp clients in this process."""
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
@@ -231,6 +291,7 @@ async def gateway_load(gateway: str, headers: dict[str, str], paths: Sequence[st
         "p99_ms": percentile(latencies, 99) * 1000,
         "errors": errors,
         "requests": len(latencies),
+        "client": "aiohttp",
     }
 
 
@@ -442,10 +503,8 @@ def measure(args: argparse.Namespace, report: Report) -> None:
             [t.customer_key for t in truth.customers], min(2000, len(truth.customers))
         )
         ids = asyncio.run(customer_ids(gateway, headers, refs))
-        by_id = asyncio.run(gateway_load(gateway, headers, [f"/v1/customers/{i}" for i in ids], args.gateway_seconds))
-        by_ref = asyncio.run(
-            gateway_load(gateway, headers, [f"/v1/customers/by-ref/core-deposits/{r}" for r in refs], 20)
-        )
+        by_id = gateway_load(gateway, headers, [f"/v1/customers/{i}" for i in ids], args.gateway_seconds)
+        by_ref = gateway_load(gateway, headers, [f"/v1/customers/by-ref/core-deposits/{r}" for r in refs], 20)
         for route, load, seconds in (
             ("/v1/customers/{customer_id}", by_id, args.gateway_seconds),
             ("/v1/customers/by-ref/core-deposits/{ref}", by_ref, 20),
@@ -453,7 +512,8 @@ def measure(args: argparse.Namespace, report: Report) -> None:
             report.add(
                 f"- Gateway, `GET {route}` for {len(refs):,} random customers at concurrency 32 for "
                 f"{seconds:.0f} s: {load['rps']:,.0f} requests/s, p50 {load['p50_ms']:.1f} ms, "
-                f"p99 {load['p99_ms']:.1f} ms, {int(load['errors'])} errors of {int(load['requests']):,}."
+                f"p99 {load['p99_ms']:.1f} ms, {int(load['errors'])} errors of {int(load['requests']):,} "
+                f"({load['client']})."
             )
 
 
