@@ -74,7 +74,7 @@ async def recovered(platform: FaultPlatform, timeout_s: float = 90) -> float:
 
 async def groups_rejoined(platform: FaultPlatform, since: dict[str, int], timeout_s: float = 60) -> None:
     """Wait until every consumer has found that the new broker does not know it and rejoined, or
-    that its positions are past the end of the new logs and reset them to the beginning.
+    that its logs went backwards (shorter than it had seen them) and read them from the beginning.
 
     Until then it fetches at the offsets it held on the old broker; Tansu answers an offset past
     the end of a (new, empty) log with nothing rather than with OFFSET_OUT_OF_RANGE, so records
