@@ -309,6 +309,10 @@ async def customer_ids(gateway: str, headers: dict[str, str], refs: Sequence[str
         return list(await asyncio.gather(*(one(ref) for ref in refs)))
 
 
+#: How long the latency run's reader lets the broker hold an empty fetch (see `latency_under_load`).
+READER_FETCH_WAIT_MS = 10
+
+
 async def latency_under_load(
     bootstrap: str, customers: Sequence[tuple[str, str]], probes: int, rate: int
 ) -> dict[str, list[float]]:
@@ -316,7 +320,12 @@ async def latency_under_load(
     customers (a balance held 40 days) one a second; the time from producing each to its
     `tier.changed` and its `task.created`, matched by the correlation id the chain carries."""
     producer = make_producer(bootstrap, client_id="bench-latency")
-    reader = AIOKafkaConsumer(C360_TIERS, C360_TASKS, bootstrap_servers=bootstrap, group_id=None)
+    # The reader's own fetch wait is part of what it measures: on an idle broker, a record
+    # produced at a random moment reached a reader with aiokafka's default wait (500 ms) 6-197 ms
+    # later, and with 10 ms 2-6 ms later (20 records each; docs/benchmarks.md).
+    reader = AIOKafkaConsumer(
+        C360_TIERS, C360_TASKS, bootstrap_servers=bootstrap, group_id=None, fetch_max_wait_ms=READER_FETCH_WAIT_MS
+    )
     await producer.start()
     await reader.start()
     await reader.seek_to_end()
