@@ -185,6 +185,23 @@ def _table(model: type[Any]) -> Table:
     return table
 
 
+def _record_freshness() -> Any:
+    table = _table(SourceFreshness)
+    stmt = insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.source],
+        set_={
+            "last_event_at": func.greatest(table.c.last_event_at, stmt.excluded.last_event_at),
+            "last_processed_at": stmt.excluded.last_processed_at,
+            "last_lag_seconds": stmt.excluded.last_lag_seconds,
+            "events_total": table.c.events_total + stmt.excluded.events_total,
+        },
+    )
+
+
+_RECORD_FRESHNESS = _record_freshness()
+
+
 CHUNK = 5000
 
 #: Identity fields of a source record; erasure clears them, and the displayed value of each is the
@@ -754,32 +771,23 @@ class ProfileStore:
         return found
 
     async def record_freshness(self, seen: Mapping[str, tuple[datetime, int]], at: datetime) -> None:
-        """Per source: the newest event time of this batch, the lag behind it, and a running count."""
+        """Per source: the newest event time of this batch, the lag behind it, and a running count.
+
+        One cached statement run as an executemany: a multi-row VALUES was compiled again by
+        SQLAlchemy for every batch (no cache key), on every batch profile handled."""
         if not seen:
             return
-        stmt = insert(SourceFreshness).values(
-            [
-                {
-                    "source": source,
-                    "last_event_at": newest,
-                    "last_processed_at": at,
-                    "last_lag_seconds": max(0.0, (at - newest).total_seconds()),
-                    "events_total": count,
-                }
-                for source, (newest, count) in sorted(seen.items())
-            ]
-        )
-        await self.session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[SourceFreshness.source],
-                set_={
-                    "last_event_at": func.greatest(SourceFreshness.last_event_at, stmt.excluded.last_event_at),
-                    "last_processed_at": stmt.excluded.last_processed_at,
-                    "last_lag_seconds": stmt.excluded.last_lag_seconds,
-                    "events_total": SourceFreshness.events_total + stmt.excluded.events_total,
-                },
-            )
-        )
+        rows = [
+            {
+                "source": source,
+                "last_event_at": newest,
+                "last_processed_at": at,
+                "last_lag_seconds": max(0.0, (at - newest).total_seconds()),
+                "events_total": count,
+            }
+            for source, (newest, count) in sorted(seen.items())
+        ]
+        await self.session.execute(_RECORD_FRESHNESS, rows)
 
     # -- reads for the API ----------------------------------------------------------------------
 

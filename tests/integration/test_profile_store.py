@@ -128,3 +128,25 @@ async def test_a_record_linked_to_a_customer_merged_meanwhile_goes_to_its_surviv
             text("SELECT count(*) FROM profile.source_records WHERE customer_id = :c"), {"c": absorbed}
         )
     assert stranded == 0
+
+
+async def test_source_freshness_keeps_the_newest_event_and_adds_up_the_counts_of_every_batch(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    first, second = unique_ref("SRC-A"), unique_ref("SRC-B")
+    newest, older = datetime(2026, 11, 23, 8, 59, tzinfo=UTC), datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+    async with sessions.begin() as session:
+        await ProfileStore(session).record_freshness({first: (newest, 3), second: (older, 1)}, NOW)
+    later = NOW.replace(minute=30)
+    async with sessions.begin() as session:
+        # A late batch of `first` carries older events: its count adds up, its newest time does not win.
+        await ProfileStore(session).record_freshness({first: (older, 2)}, later)
+    async with sessions() as session:
+        found = {f.source: f for f in await ProfileStore(session).freshness() if f.source in (first, second)}
+    assert (found[first].events_total, found[first].last_event_at) == (5, newest)
+    assert (found[first].last_processed_at, found[first].last_lag_seconds) == (later, (later - older).total_seconds())
+    assert (found[second].events_total, found[second].last_event_at, found[second].last_lag_seconds) == (
+        1,
+        older,
+        3600.0,
+    )
