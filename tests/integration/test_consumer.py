@@ -367,3 +367,61 @@ async def test_a_log_that_went_backwards_is_read_again_from_its_beginning(harnes
     await run_until(consumer, lambda: _has(harness, ref, first.id), timeout_s=20)
 
     assert await harness.effects_for(ref) == [first.id]
+
+
+async def test_rows_no_wake_announced_are_published_within_the_idle_poll_while_wakes_keep_coming(
+    harness: Harness,
+) -> None:
+    """A row no commit announced (one another replica wrote, here through a session factory that
+    tells no relay), and below the ids the waking commits write, is published within `idle_poll_s`
+    however many wakes arrive meanwhile: a relay that only looked from the woken commits' rows
+    on would leave it pending."""
+    outbox = runtime_table(metadata, "outbox")
+    ref = unique_ref("FLOOR")
+    relay = OutboxRelay(
+        name="runtime-test",
+        sessions=harness.sessions,
+        table=outbox,
+        producer=harness.producer,
+        settings=OutboxSettings(idle_poll_s=1.0),
+    )
+    waking = session_factory(harness.engine, on_outbox_commit=relay.wake)
+
+    def message(i: int) -> OutboxMessage:
+        return OutboxMessage(topic=BANK_ACCOUNTS, key=ref, event=account_balance(ref, f"{ref}-A", f"{i}.00"))
+
+    async def pending(*, below: int | None = None) -> int:
+        async with harness.sessions() as session:
+            stmt = select(func.count()).where(outbox.c.message_key == ref, outbox.c.published_at.is_(None))
+            return int(await session.scalar(stmt if below is None else stmt.where(outbox.c.id < below)) or 0)
+
+    async def highest() -> int:
+        async with harness.sessions() as session:
+            return int(await session.scalar(select(func.max(outbox.c.id)).where(outbox.c.message_key == ref)) or 0)
+
+    async def write(sessions: async_sessionmaker[AsyncSession], i: int) -> None:
+        async with transaction(sessions) as session:
+            await write_outbox(session, outbox, [message(i)])
+
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0.5)  # the first round (the whole table) is done
+        # The unannounced row is written, and left uncommitted while a woken commit writes a
+        # higher id: the woken rounds look from there on.
+        async with transaction(harness.sessions) as foreign:
+            await write_outbox(foreign, outbox, [message(0)])
+            await write(waking, 1)
+            announced = await highest()
+        started = asyncio.get_running_loop().time()
+        published_at = None
+        for i in range(2, 30):
+            await write(waking, i)
+            if published_at is None and await pending(below=announced) == 0:
+                published_at = asyncio.get_running_loop().time() - started
+            await asyncio.sleep(0.1)
+        assert published_at is not None, "the row no wake announced was left pending"
+        assert published_at < 2.0
+        await eventually(lambda: _equals(pending(), 0), timeout_s=5)
+    finally:
+        relay.stop()
+        await asyncio.wait_for(task, 15)
