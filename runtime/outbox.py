@@ -1,10 +1,10 @@
 """Transactional outbox: events are written with the state change and published after commit.
 
 Writers add rows in the caller's transaction. The relay claims pending rows with
-`FOR UPDATE SKIP LOCKED` under a per-service advisory lock (so one relay at a time publishes
-and a customer's events keep their order), produces them, and marks them published in the
-same transaction. A crash between produce and mark re-publishes: downstream consumers are
-idempotent on `(source, id)`.
+`FOR UPDATE SKIP LOCKED` under a per-service advisory lock taken in the same statement (so one
+relay at a time publishes and a customer's events keep their order), produces them, and marks
+them published in the same transaction. A crash between produce and mark re-publishes:
+downstream consumers are idempotent on `(source, id)`.
 """
 
 from __future__ import annotations
@@ -152,16 +152,20 @@ class OutboxRelay:
     async def publish_pending(self) -> int:
         """Publish one batch of pending rows; returns how many were published."""
         t = self.table
+        # The lock and the claim in one statement, one round trip before the produce: the lock's
+        # CTE calls a volatile function, so PostgreSQL runs it once, and without the lock (another
+        # relay holds it) the claim finds no rows, as when none are pending (so such a replica
+        # reports no backlog; the one publishing reports it).
+        lock = select(func.pg_try_advisory_xact_lock(self.lock_key).label("held")).cte("relay_lock")
         async with transaction(self.sessions) as session:
-            if not await session.scalar(select(func.pg_try_advisory_xact_lock(self.lock_key))):
-                return 0
             rows = (
                 await session.execute(
                     select(t.c.id, t.c.topic, t.c.message_key, t.c.payload, t.c.headers, t.c.created_at)
+                    .select_from(t.join(lock, lock.c.held))
                     .where(t.c.published_at.is_(None))
                     .order_by(t.c.id)
                     .limit(self.settings.batch_size)
-                    .with_for_update(skip_locked=True)
+                    .with_for_update(of=t, skip_locked=True)
                 )
             ).all()
             if not rows:

@@ -425,3 +425,33 @@ async def test_rows_no_wake_announced_are_published_within_the_idle_poll_while_w
     finally:
         relay.stop()
         await asyncio.wait_for(task, 15)
+
+
+async def test_a_relay_publishes_nothing_while_another_holds_its_lock(harness: Harness) -> None:
+    """One relay per service publishes at a time, across replicas: while another holds the
+    relay's advisory lock a round claims no row, and once it is released the next round does."""
+    outbox = runtime_table(metadata, "outbox")
+    ref = unique_ref("LOCK")
+    relay = OutboxRelay(
+        name="runtime-test",
+        sessions=harness.sessions,
+        table=outbox,
+        producer=harness.producer,
+        settings=OutboxSettings(),
+    )
+
+    async def pending() -> int:
+        async with harness.sessions() as session:
+            stmt = select(func.count()).where(outbox.c.message_key == ref, outbox.c.published_at.is_(None))
+            return int(await session.scalar(stmt) or 0)
+
+    async with transaction(harness.sessions) as session:
+        message = OutboxMessage(topic=BANK_ACCOUNTS, key=ref, event=account_balance(ref, f"{ref}-A", "1.00"))
+        await write_outbox(session, outbox, [message])
+    async with harness.sessions() as other, other.begin():
+        await other.execute(select(func.pg_advisory_xact_lock(relay.lock_key)))
+        assert await relay.publish_pending() == 0
+        assert await pending() == 1
+    while await relay.publish_pending():  # rows other tests left are published too
+        pass
+    assert await pending() == 0
