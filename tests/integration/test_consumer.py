@@ -57,6 +57,17 @@ class Harness:
             ),
         )
 
+    def relay(self, outbox: Table, settings: OutboxSettings) -> OutboxRelay:
+        return OutboxRelay(
+            name="runtime-test", sessions=self.sessions, table=outbox, producer=self.producer, settings=settings
+        )
+
+    async def pending(self, outbox: Table, key: str, *, below: int | None = None) -> int:
+        """Outbox rows of `key` not yet published (with ids below `below`, when given)."""
+        stmt = select(func.count()).where(outbox.c.message_key == key, outbox.c.published_at.is_(None))
+        async with self.sessions() as session:
+            return int(await session.scalar(stmt if below is None else stmt.where(outbox.c.id < below)) or 0)
+
     async def send(self, event: CloudEvent | bytes, key: str) -> None:
         value = event if isinstance(event, bytes) else event.to_bytes()
         await self.producer.send_and_wait(BANK_ACCOUNTS, value=value, key=key.encode())
@@ -246,13 +257,7 @@ async def _count(harness: Harness, table: Table, events: Sequence[CloudEvent]) -
 
 async def test_the_relay_purges_published_rows_past_the_retention_while_it_keeps_publishing(harness: Harness) -> None:
     outbox = runtime_table(metadata, "outbox")
-    relay = OutboxRelay(
-        name="runtime-test",
-        sessions=harness.sessions,
-        table=outbox,
-        producer=harness.producer,
-        settings=OutboxSettings(retention_hours=0, purge_interval_s=0.2, idle_poll_s=0.05),
-    )
+    relay = harness.relay(outbox, OutboxSettings(retention_hours=0, purge_interval_s=0.2, idle_poll_s=0.05))
     ref = unique_ref("PURGE")
 
     async def write(count: int) -> None:
@@ -293,13 +298,7 @@ async def test_a_commit_that_wrote_outbox_rows_wakes_the_relay_and_nothing_else_
     outbox = runtime_table(metadata, "outbox")
     ref = unique_ref("WAKE")
     told: list[float] = []
-    relay = OutboxRelay(
-        name="runtime-test",
-        sessions=harness.sessions,
-        table=outbox,
-        producer=harness.producer,
-        settings=OutboxSettings(idle_poll_s=600),
-    )
+    relay = harness.relay(outbox, OutboxSettings(idle_poll_s=600))
 
     def committed(within_s: float) -> None:
         told.append(within_s)
@@ -311,9 +310,7 @@ async def test_a_commit_that_wrote_outbox_rows_wakes_the_relay_and_nothing_else_
         return OutboxMessage(topic=BANK_ACCOUNTS, key=ref, event=account_balance(ref, f"{ref}-A", f"{i}.00"))
 
     async def pending() -> int:
-        async with harness.sessions() as session:
-            stmt = select(func.count()).where(outbox.c.message_key == ref, outbox.c.published_at.is_(None))
-            return int(await session.scalar(stmt) or 0)
+        return await harness.pending(outbox, ref)
 
     async with transaction(sessions) as session:
         await write_outbox(session, outbox, [])
@@ -378,22 +375,14 @@ async def test_rows_no_wake_announced_are_published_within_the_idle_poll_while_w
     on would leave it pending."""
     outbox = runtime_table(metadata, "outbox")
     ref = unique_ref("FLOOR")
-    relay = OutboxRelay(
-        name="runtime-test",
-        sessions=harness.sessions,
-        table=outbox,
-        producer=harness.producer,
-        settings=OutboxSettings(idle_poll_s=1.0),
-    )
+    relay = harness.relay(outbox, OutboxSettings(idle_poll_s=1.0))
     waking = session_factory(harness.engine, on_outbox_commit=relay.wake)
 
     def message(i: int) -> OutboxMessage:
         return OutboxMessage(topic=BANK_ACCOUNTS, key=ref, event=account_balance(ref, f"{ref}-A", f"{i}.00"))
 
     async def pending(*, below: int | None = None) -> int:
-        async with harness.sessions() as session:
-            stmt = select(func.count()).where(outbox.c.message_key == ref, outbox.c.published_at.is_(None))
-            return int(await session.scalar(stmt if below is None else stmt.where(outbox.c.id < below)) or 0)
+        return await harness.pending(outbox, ref, below=below)
 
     async def highest() -> int:
         async with harness.sessions() as session:
@@ -432,18 +421,10 @@ async def test_a_relay_publishes_nothing_while_another_holds_its_lock(harness: H
     relay's advisory lock a round claims no row, and once it is released the next round does."""
     outbox = runtime_table(metadata, "outbox")
     ref = unique_ref("LOCK")
-    relay = OutboxRelay(
-        name="runtime-test",
-        sessions=harness.sessions,
-        table=outbox,
-        producer=harness.producer,
-        settings=OutboxSettings(),
-    )
+    relay = harness.relay(outbox, OutboxSettings())
 
     async def pending() -> int:
-        async with harness.sessions() as session:
-            stmt = select(func.count()).where(outbox.c.message_key == ref, outbox.c.published_at.is_(None))
-            return int(await session.scalar(stmt) or 0)
+        return await harness.pending(outbox, ref)
 
     async with transaction(harness.sessions) as session:
         message = OutboxMessage(topic=BANK_ACCOUNTS, key=ref, event=account_balance(ref, f"{ref}-A", "1.00"))
