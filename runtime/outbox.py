@@ -85,6 +85,19 @@ class OutboxRelay:
         self.producer = producer
         self.settings = settings
         self.lock_key = zlib.crc32(f"c360-outbox:{table.fullname}".encode())
+        # The lock and the claim in one statement, one round trip before the produce: the lock's
+        # CTE calls a volatile function, so PostgreSQL runs it once, and without the lock (another
+        # relay holds it) the claim finds no rows, as when none are pending (so such a replica
+        # reports no backlog; the one publishing reports it). Built once: the same every round.
+        lock = select(func.pg_try_advisory_xact_lock(self.lock_key).label("held")).cte("relay_lock")
+        self._claim = (
+            select(table.c.id, table.c.topic, table.c.message_key, table.c.payload, table.c.headers, table.c.created_at)
+            .select_from(table.join(lock, lock.c.held))
+            .where(table.c.published_at.is_(None))
+            .order_by(table.c.id)
+            .limit(settings.batch_size)
+            .with_for_update(of=table, skip_locked=True)
+        )
         self._wake = asyncio.Event()
         self._wake_later: asyncio.TimerHandle | None = None
         self._stopping = False
@@ -152,22 +165,8 @@ class OutboxRelay:
     async def publish_pending(self) -> int:
         """Publish one batch of pending rows; returns how many were published."""
         t = self.table
-        # The lock and the claim in one statement, one round trip before the produce: the lock's
-        # CTE calls a volatile function, so PostgreSQL runs it once, and without the lock (another
-        # relay holds it) the claim finds no rows, as when none are pending (so such a replica
-        # reports no backlog; the one publishing reports it).
-        lock = select(func.pg_try_advisory_xact_lock(self.lock_key).label("held")).cte("relay_lock")
         async with transaction(self.sessions) as session:
-            rows = (
-                await session.execute(
-                    select(t.c.id, t.c.topic, t.c.message_key, t.c.payload, t.c.headers, t.c.created_at)
-                    .select_from(t.join(lock, lock.c.held))
-                    .where(t.c.published_at.is_(None))
-                    .order_by(t.c.id)
-                    .limit(self.settings.batch_size)
-                    .with_for_update(of=t, skip_locked=True)
-                )
-            ).all()
+            rows = (await session.execute(self._claim)).all()
             if not rows:
                 metrics.OUTBOX_BACKLOG.set(0)
                 return 0

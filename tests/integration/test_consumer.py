@@ -394,9 +394,9 @@ async def test_rows_no_wake_announced_are_published_within_the_idle_poll_while_w
 
     task = asyncio.create_task(relay.run())
     try:
-        await asyncio.sleep(0.5)  # the first round (the whole table) is done
+        await asyncio.sleep(0.5)  # the relay's first round has found nothing and it waits
         # The unannounced row is written, and left uncommitted while a woken commit writes a
-        # higher id: the woken rounds look from there on.
+        # higher id: a relay looking only from the woken commits' rows would pass it by.
         async with transaction(harness.sessions) as foreign:
             await write_outbox(foreign, outbox, [message(0)])
             await write(waking, 1)
