@@ -8,7 +8,7 @@ here once so no service copies them.
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +18,7 @@ from pydantic_core import from_json, to_json
 from sqlalchemy import (
     BigInteger,
     Column,
+    ColumnElement,
     DateTime,
     Index,
     LargeBinary,
@@ -25,13 +26,14 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
+    bindparam,
     event,
     func,
     select,
     text,
     tuple_,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.exc import DisconnectionError
@@ -81,6 +83,20 @@ def add_runtime_tables(metadata: MetaData) -> None:
         Column("published_at", DateTime(timezone=True), nullable=True),
         Index("ix_outbox_pending", "id", postgresql_where=text("published_at IS NULL")),
     )
+
+
+def one_of(column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column IN (SELECT unnest($1))` with the values as one array parameter: the same statement
+    text, one compiled statement and one prepared plan whatever the number of values.
+
+    An `IN` list is rendered again for every execution and is a new statement for PostgreSQL (and
+    for asyncpg's prepared-statement cache) at every new length; for 300-900 ids it cost 5-6 ms
+    of client CPU a query, against 2.5 ms with an array. The array is unnested, not compared with
+    `= ANY($1)`: on a table scan PostgreSQL tests each row against a parameter array one element
+    at a time (it hashes only constant arrays), and profile's accounts read took 20 ms for 200
+    customers that way; a semi-join of the unnested array is hashed or walks the index."""
+    array = bindparam(None, list(values), type_=ARRAY(column.type))
+    return column.in_(select(func.unnest(array)))  # type: ignore[no-any-return]
 
 
 def runtime_table(metadata: MetaData, name: str) -> Table:

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import CloudEvent
 from runtime import metrics
-from runtime.db import OUTBOX_WRITTEN, transaction
+from runtime.db import OUTBOX_WRITTEN, one_of, transaction
 from runtime.settings import OutboxSettings
 from runtime.transient import Backoff, is_transient
 
@@ -180,7 +180,8 @@ class OutboxRelay:
                 for row in rows
             ]
             await asyncio.gather(*deliveries)
-            await session.execute(update(t).where(t.c.id.in_([row.id for row in rows])).values(published_at=func.now()))
+            published = one_of(t.c.id, [row.id for row in rows])
+            await session.execute(update(t).where(published).values(published_at=func.now()))
             # Rows left behind a full batch are the backlog; a short batch drained what was there.
             backlog = 0
             if len(rows) == self.settings.batch_size:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import defer
 from sqlalchemy.orm.attributes import set_committed_value
 
-from runtime.db import NestedRows, OneStatementRead
+from runtime.db import NestedRows, OneStatementRead, one_of
 from services.engagement.models import (
     OPEN_STATUSES,
     OPEN_TASK,
@@ -150,7 +150,7 @@ class EngagementStore:
         if not ids:
             return {}
         await self.session.execute(_NEW_CUSTOMERS, {"ids": ids, "now": now})
-        stmt = select(CustomerState).where(CustomerState.customer_id.in_(ids)).order_by(CustomerState.customer_id)
+        stmt = select(CustomerState).where(one_of(CustomerState.customer_id, ids)).order_by(CustomerState.customer_id)
         if without_profile:
             stmt = stmt.options(defer(CustomerState.profile, raiseload=True))
         rows = await self.session.execute(stmt.with_for_update())
@@ -161,7 +161,7 @@ class EngagementStore:
         unread = {row.customer_id: row for row in rows if "profile" in sa_inspect(row).unloaded}
         if not unread:
             return
-        wanted = CustomerState.customer_id.in_(sorted(unread))
+        wanted = one_of(CustomerState.customer_id, sorted(unread))
         found = await self.session.execute(select(CustomerState.customer_id, CustomerState.profile).where(wanted))
         for customer_id, profile in found:
             set_committed_value(unread[customer_id], "profile", profile)
@@ -263,7 +263,7 @@ class EngagementStore:
                 func.max(Task.created_at),
                 func.count().filter(Task.created_at > now - timedelta(days=7)),
             )
-            .where(Task.customer_id.in_(ids))
+            .where(one_of(Task.customer_id, ids))
             .group_by(Task.customer_id, Task.action)
         )
         open_: dict[str, set[str]] = {cid: set() for cid in ids}
@@ -478,7 +478,7 @@ class EngagementStore:
         ids = sorted(set(customer_ids))
         found: dict[str, set[str]] = {cid: set() for cid in ids}
         rows = await self.session.execute(
-            select(SegmentMember.customer_id, SegmentMember.segment_id).where(SegmentMember.customer_id.in_(ids))
+            select(SegmentMember.customer_id, SegmentMember.segment_id).where(one_of(SegmentMember.customer_id, ids))
         )
         for cid, sid in rows:
             found[cid].add(sid)

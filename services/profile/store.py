@@ -35,7 +35,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 
 from contracts import Product
-from runtime.db import NestedRows, OneStatementRead
+from runtime.db import NestedRows, OneStatementRead, one_of
 from services.profile.domain import AccountState
 from services.profile.models import (
     Account,
@@ -351,7 +351,7 @@ class ProfileStore:
         for chunk in _chunks(sorted(set(customer_ids)), CHUNK):
             rows = await self.session.execute(
                 select(CUSTOMERS.c.customer_id, CUSTOMERS.c.merged_into)
-                .where(CUSTOMERS.c.customer_id.in_(chunk))
+                .where(one_of(CUSTOMERS.c.customer_id, chunk))
                 .order_by(CUSTOMERS.c.customer_id)
                 .with_for_update()
             )
@@ -386,7 +386,7 @@ class ProfileStore:
         if not ids:
             return set()
         rows = await self.session.execute(
-            select(Customer.customer_id).where(Customer.customer_id.in_(ids), Customer.erased_at.is_not(None))
+            select(Customer.customer_id).where(one_of(Customer.customer_id, ids), Customer.erased_at.is_not(None))
         )
         return set(rows.scalars())
 
@@ -421,7 +421,7 @@ class ProfileStore:
                 )
                 .join(Customer, Customer.customer_id == SourceRecord.customer_id)
                 .where(
-                    SourceRecord.id_number_hash.in_(chunk),
+                    one_of(SourceRecord.id_number_hash, chunk),
                     or_(
                         SourceRecord.merge_guard_hash.is_(None),
                         SourceRecord.merge_guard_hash != SourceRecord.id_number_hash,
@@ -473,7 +473,7 @@ class ProfileStore:
             return
         rows = await self.session.execute(
             select(SourceRecord)
-            .where(SourceRecord.customer_id.in_(ids), SourceRecord.provisional.is_(False))
+            .where(one_of(SourceRecord.customer_id, ids), SourceRecord.provisional.is_(False))
             .order_by(SourceRecord.customer_id, SourceRecord.record_time)
         )
         shown: dict[str, dict[str, Any]] = {cid: {name: None for name in DISPLAYED_FIELDS} for cid in ids}
@@ -501,7 +501,7 @@ class ProfileStore:
             for column, table in ((SourceRecord.onboarded_on, SourceRecord), (Account.opened_on, Account)):
                 rows = await self.session.execute(
                     select(table.customer_id, func.min(column))
-                    .where(table.customer_id.in_(chunk), column.is_not(None))
+                    .where(one_of(table.customer_id, chunk), column.is_not(None))
                     .group_by(table.customer_id)
                 )
                 for customer_id, day in rows:
@@ -551,7 +551,7 @@ class ProfileStore:
         by_customer: dict[str, list[AccountState]] = {cid: [] for cid in ids}
         for chunk in _chunks(ids, CHUNK):
             rows = await self.session.execute(
-                select(*ACCOUNT_STATE, Account.customer_id).where(Account.customer_id.in_(chunk))
+                select(*ACCOUNT_STATE, Account.customer_id).where(one_of(Account.customer_id, chunk))
             )
             for account in rows:
                 by_customer[account.customer_id].append(_account_state(account))
@@ -695,7 +695,7 @@ class ProfileStore:
         found: dict[str, list[Transaction]] = {cid: [] for cid in ids}
         for chunk in _chunks(ids, CHUNK):
             rows = await self.session.execute(
-                select(Transaction).where(Transaction.customer_id.in_(chunk), Transaction.posted_at > since)
+                select(Transaction).where(one_of(Transaction.customer_id, chunk), Transaction.posted_at > since)
             )
             for row in rows.scalars():
                 found[row.customer_id].append(row)
@@ -707,7 +707,7 @@ class ProfileStore:
         for chunk in _chunks(ids, CHUNK):
             rows = await self.session.execute(
                 select(Transaction.customer_id, func.max(Transaction.posted_at))
-                .where(Transaction.customer_id.in_(chunk))
+                .where(one_of(Transaction.customer_id, chunk))
                 .group_by(Transaction.customer_id)
             )
             found.update({cid: at for cid, at in rows})
@@ -717,7 +717,7 @@ class ProfileStore:
         ids = sorted(set(customer_ids))
         found: dict[str, list[Interaction]] = {cid: [] for cid in ids}
         for chunk in _chunks(ids, CHUNK):
-            rows = await self.session.execute(select(Interaction).where(Interaction.customer_id.in_(chunk)))
+            rows = await self.session.execute(select(Interaction).where(one_of(Interaction.customer_id, chunk)))
             for row in rows.scalars():
                 found[row.customer_id].append(row)
         return found
@@ -765,7 +765,7 @@ class ProfileStore:
         ids = sorted(set(customer_ids))
         found: dict[str, Customer] = {}
         for chunk in _chunks(ids, CHUNK):
-            stmt = select(Customer).where(Customer.customer_id.in_(chunk)).order_by(Customer.customer_id)
+            stmt = select(Customer).where(one_of(Customer.customer_id, chunk)).order_by(Customer.customer_id)
             rows = await self.session.execute(stmt.with_for_update() if lock else stmt)
             found.update({c.customer_id: c for c in rows.scalars()})
         return found

@@ -12,7 +12,7 @@ from sqlalchemy import Select, and_, bindparam, case, delete, func, insert, or_,
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from runtime.db import OneStatementRead, upsert_rows
+from runtime.db import OneStatementRead, one_of, upsert_rows
 from services.scoring.models import CustomerScore, CustomerTier, MergedCustomer, TierChange
 from services.scoring.policy import TierPolicy
 
@@ -133,7 +133,7 @@ class ScoringStore:
         t = CustomerTier.__table__.c
         rows = await self.session.execute(
             select(t.customer_id, t.tier, t.since, t.watch_since, t.profile_at)
-            .where(t.customer_id.in_(ids))
+            .where(one_of(t.customer_id, ids))
             .order_by(t.customer_id)
             .with_for_update()
         )
@@ -151,7 +151,7 @@ class ScoringStore:
                 s.published_churn_risk,
                 s.published_risk_flags,
                 s.published_at,
-            ).where(s.customer_id.in_(ids))
+            ).where(one_of(s.customer_id, ids))
         )
         return {
             r.customer_id: PublishedScores(
@@ -180,7 +180,9 @@ class ScoringStore:
     async def merged_ids(self, customer_ids: Iterable[str]) -> dict[str, str]:
         ids = sorted(set(customer_ids))
         rows = await self.session.execute(
-            select(MergedCustomer.customer_id, MergedCustomer.merged_into).where(MergedCustomer.customer_id.in_(ids))
+            select(MergedCustomer.customer_id, MergedCustomer.merged_into).where(
+                one_of(MergedCustomer.customer_id, ids)
+            )
         )
         return {cid: into for cid, into in rows}
 
