@@ -7,13 +7,22 @@ import asyncio
 import contextlib
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import Column, DateTime, MetaData, Numeric, Table, Text, bindparam, func, literal, select, text
 from sqlalchemy.exc import DBAPIError
 
-from runtime.db import NestedRows, OneStatementRead, create_engine, read_session_factory, session_factory, transaction
+from runtime.db import (
+    NestedRows,
+    OneStatementRead,
+    create_engine,
+    one_of,
+    read_session_factory,
+    session_factory,
+    transaction,
+)
 from runtime.transient import is_transient
 
 BACKEND = text("SELECT pg_backend_pid()")
@@ -182,3 +191,39 @@ async def test_a_one_statement_read_cut_off_mid_statement_is_discarded_and_the_p
 def test_a_one_statement_read_refuses_an_in_it_cannot_compile_once() -> None:
     with pytest.raises(ValueError, match="expanding IN"):
         OneStatementRead(select(PROBE.c.id).where(PROBE.c.kind.in_(["a", "b"])))
+
+
+ONE_OF_PROBE = Table("one_of_probe", MetaData(), Column("id", Text, primary_key=True), Column("n", Numeric))
+
+
+async def test_one_of_reads_the_named_rows_with_one_statement_whatever_their_number(migrated_database: str) -> None:
+    engine = create_engine(migrated_database, pool_size=1)
+    sessions = session_factory(engine)
+    everyone = [f"C{i:06d}" for i in range(40_000)]  # above the 32,767 parameters an IN list may carry
+    try:
+        async with transaction(sessions) as session:
+            await session.run_sync(lambda s: ONE_OF_PROBE.create(s.connection(), checkfirst=True))
+            await session.execute(ONE_OF_PROBE.insert(), [{"id": cid, "n": i} for i, cid in enumerate(everyone)])
+            await session.execute(text("ANALYZE one_of_probe"))
+
+        def reading(ids: list[str]) -> Any:
+            return select(ONE_OF_PROBE.c.id).where(one_of(ONE_OF_PROBE.c.id, ids))
+
+        async with transaction(sessions) as session:
+            for wanted in ([], ["C000007"], ["C000007", "C000007", "nobody"], everyone[::3], everyone):
+                found = (await session.scalars(reading(wanted))).all()
+                assert sorted(found) == sorted(set(wanted) & set(everyone))
+            # One statement text for every length: compiled once, prepared once per connection.
+            texts = {str(reading(everyone[:n]).compile(engine.sync_engine)) for n in (1, 2, 500)}
+            assert len(texts) == 1
+            # Never the row-by-row `= ANY($1)` filter, even in the plan PostgreSQL keeps for any array.
+            await session.execute(text(f"PREPARE one_of_read(text[]) AS {texts.pop()}"))
+            await session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+            plan = "\n".join(await session.scalars(text("EXPLAIN EXECUTE one_of_read(ARRAY['C000007'])")))
+            assert "unnest" in plan, plan
+            assert "ANY" not in plan, plan
+            await session.execute(text("DEALLOCATE one_of_read"))
+    finally:
+        async with transaction(sessions) as session:
+            await session.execute(text("DROP TABLE IF EXISTS one_of_probe"))
+        await engine.dispose()
