@@ -19,11 +19,12 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import BaseModel
-from sqlalchemy import Table
+from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -48,7 +49,7 @@ from contracts import (
 )
 from runtime import metrics
 from runtime.clock import Clock
-from runtime.db import transaction
+from runtime.db import transaction, unnested
 from runtime.kafka import Headers, header
 from runtime.logging import correlation_id
 from runtime.outbox import CORRELATION_HEADER, OutboxMessage, write_outbox
@@ -160,6 +161,21 @@ class BatchContext:
 Handler = Callable[[BatchContext, Sequence[ConsumedEvent]], Awaitable[None]]
 
 
+def _recording(table: Table) -> Any:
+    """Record a batch's events as processed, answering the ones the table did not hold yet: one
+    statement taking the keys as two arrays, so it is compiled and prepared once whatever the
+    batch's size. An executemany with RETURNING goes out as a VALUES list of the batch's length,
+    a new statement for PostgreSQL and asyncpg at each new length (0.7 ms more client CPU a batch
+    of 20-300; docs/benchmarks.md)."""
+    keys = unnested("source", "event_id")
+    return (
+        pg_insert(table)
+        .from_select(["source", "event_id"], select(keys.c.source, keys.c.event_id))
+        .on_conflict_do_nothing()
+        .returning(table.c.source, table.c.event_id)
+    )
+
+
 class BatchConsumer:
     """Consume `topics` in group `group_id` and apply batches with `handler`."""
 
@@ -189,6 +205,7 @@ class BatchConsumer:
         self.producer = producer
         self.clock = clock
         self.settings = settings
+        self._record = _recording(processed_table)
         self._consumer: AIOKafkaConsumer | None = None
         self._log_ends: dict[TopicPartition, int] = {}  # the furthest end seen of each log, across restarts
         self._stopping = False
@@ -396,17 +413,10 @@ class BatchConsumer:
                     correlation_id.reset(token)
 
     async def _record_processed(self, session: AsyncSession, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        table = self.processed_table
-        fresh: set[tuple[str, str]] = set()
-        for start in range(0, len(keys), 5000):
-            chunk = keys[start : start + 5000]
-            # executemany: compiled once and cached, where a VALUES list is compiled anew per batch.
-            result = await session.execute(
-                pg_insert(table).on_conflict_do_nothing().returning(table.c.source, table.c.event_id),
-                [{"source": s, "event_id": i} for s, i in chunk],
-            )
-            fresh.update((row.source, row.event_id) for row in result)
-        return fresh
+        result = await session.execute(
+            self._record, {"sources": [source for source, _ in keys], "event_ids": [event for _, event in keys]}
+        )
+        return {(row.source, row.event_id) for row in result}
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str, type_: str = "unknown") -> None:
         """Send the original bytes to `<topic>.dlq`, retrying until the broker takes them."""

@@ -99,6 +99,19 @@ def one_of(column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
     return column.in_(select(func.unnest(array)))  # type: ignore[no-any-return]
 
 
+def unnested(*names: str, values: Sequence[Sequence[Any]] | None = None) -> Any:
+    """Text arrays as a derived table with one column per name (`unnest($1, $2, ...)`), bound as
+    `<name>s`: with `values` (one sequence per name) now, else when the statement is executed.
+    Joined or inserted from, it takes any number of rows with one statement text (a VALUES or
+    row-value IN list is compiled and prepared anew for each length, and planned as an OR of every
+    row)."""
+    binds = [
+        bindparam(f"{name}s", None if values is None else list(values[i]), type_=ARRAY(Text))
+        for i, name in enumerate(names)
+    ]
+    return func.unnest(*binds).table_valued(*names).render_derived()
+
+
 def runtime_table(metadata: MetaData, name: str) -> Table:
     """Look up one of the runtime tables by its bare name."""
     return metadata.tables[f"{metadata.schema}.{name}" if metadata.schema else name]

@@ -35,7 +35,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 
 from contracts import Product
-from runtime.db import NestedRows, OneStatementRead, one_of
+from runtime.db import NestedRows, OneStatementRead, one_of, unnested
 from services.profile.domain import AccountState
 from services.profile.models import (
     Account,
@@ -220,17 +220,10 @@ DISPLAYED_FIELDS = ("full_name", "branch_id", "birth_date", "marketing_consent")
 
 
 def _pairs(pairs: Sequence[tuple[str, str]], first: str, second: str) -> Any:
-    """The pairs as a derived table `(first, second)` of two unnested arrays: joined on a primary
-    key, it reads each pair through the index with one statement text whatever the number of
-    pairs (a row-value IN list is planned as an OR of every pair, and compiled per size)."""
-    return (
-        func.unnest(
-            bindparam(f"{first}s", [p[0] for p in pairs], type_=ARRAY(String)),
-            bindparam(f"{second}s", [p[1] for p in pairs], type_=ARRAY(String)),
-        )
-        .table_valued(first, second)
-        .render_derived()
-    )
+    """The pairs as a derived table `(first, second)`: joined on a primary key, it reads each pair
+    through the index with one statement text whatever the number of pairs (a row-value IN list
+    is planned as an OR of every pair, and compiled per size)."""
+    return unnested(first, second, values=([p[0] for p in pairs], [p[1] for p in pairs]))
 
 
 def new_customer_id() -> str:
