@@ -99,17 +99,19 @@ def one_of(column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
     return column.in_(select(func.unnest(array)))  # type: ignore[no-any-return]
 
 
-def unnested(*names: str, values: Sequence[Sequence[Any]] | None = None) -> Any:
-    """Text arrays as a derived table with one column per name (`unnest($1, $2, ...)`), bound as
-    `<name>s`: with `values` (one sequence per name) now, else when the statement is executed.
+def unnested(*columns: str | Column[Any], values: Sequence[Sequence[Any]] | None = None) -> Any:
+    """Arrays as a derived table with one column per entry of `columns` (`unnest($1, $2, ...)`): a
+    name is a text column, a table's column lends its name and type. Each array is bound as
+    `<name>s`: with `values` (one sequence per column) now, else when the statement is executed.
     Joined or inserted from, it takes any number of rows with one statement text (a VALUES or
     row-value IN list is compiled and prepared anew for each length, and planned as an OR of every
     row)."""
+    named = [(c, Text()) if isinstance(c, str) else (c.name, c.type) for c in columns]
     binds = [
-        bindparam(f"{name}s", None if values is None else list(values[i]), type_=ARRAY(Text))
-        for i, name in enumerate(names)
+        bindparam(f"{name}s", None if values is None else list(values[i]), type_=ARRAY(type_))
+        for i, (name, type_) in enumerate(named)
     ]
-    return func.unnest(*binds).table_valued(*names).render_derived()
+    return func.unnest(*binds).table_valued(*(name for name, _ in named)).render_derived()
 
 
 def runtime_table(metadata: MetaData, name: str) -> Table:

@@ -201,6 +201,25 @@ def _record_freshness() -> Any:
 
 _RECORD_FRESHNESS = _record_freshness()
 
+_DAILY_BALANCE_COLUMNS = ("source", "account_ref", "business_date", "balance", "version")
+
+
+def _record_daily_balances() -> Any:
+    """Upsert days' balances where the version is newer and the day not settled by a snapshot,
+    answering the accounts written: one statement for any number of days (an executemany with
+    RETURNING goes out as a VALUES list per length)."""
+    table = _table(DailyBalance)
+    days = unnested(*(table.c[name] for name in _DAILY_BALANCE_COLUMNS))
+    stmt = insert(table).from_select(list(_DAILY_BALANCE_COLUMNS), select(*days.c))
+    return stmt.on_conflict_do_update(
+        index_elements=[DailyBalance.source, DailyBalance.account_ref, DailyBalance.business_date],
+        set_={"balance": stmt.excluded.balance, "version": stmt.excluded.version},
+        where=and_(DailyBalance.version < stmt.excluded.version, DailyBalance.from_snapshot.is_(False)),
+    ).returning(table.c.source, table.c.account_ref)
+
+
+_RECORD_DAILY_BALANCES = _record_daily_balances()
+
 
 CHUNK = 5000
 
@@ -555,20 +574,12 @@ class ProfileStore:
 
         Answers the accounts whose history changed.
         """
-        changed: set[SourceRef] = set()
-        table = _table(DailyBalance)
-        for chunk in _chunks(list(rows), 1000):
-            stmt = insert(table)
-            written = await self.session.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[DailyBalance.source, DailyBalance.account_ref, DailyBalance.business_date],
-                    set_={"balance": stmt.excluded.balance, "version": stmt.excluded.version},
-                    where=and_(DailyBalance.version < stmt.excluded.version, DailyBalance.from_snapshot.is_(False)),
-                ).returning(table.c.source, table.c.account_ref),
-                list(chunk),
-            )
-            changed.update((r.source, r.account_ref) for r in written)
-        return changed
+        if not rows:
+            return set()
+        written = await self.session.execute(
+            _RECORD_DAILY_BALANCES, {f"{name}s": [row[name] for row in rows] for name in _DAILY_BALANCE_COLUMNS}
+        )
+        return {(r.source, r.account_ref) for r in written}
 
     async def running_balances(self, wanted: Sequence[tuple[str, str, date]]) -> dict[tuple[str, str, date], Decimal]:
         """The end-of-day balance of each `(source, account_ref, day)`: the newest day at or before it."""

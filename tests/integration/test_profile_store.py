@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -150,3 +150,56 @@ async def test_source_freshness_keeps_the_newest_event_and_adds_up_the_counts_of
         older,
         3600.0,
     )
+
+
+async def test_daily_balances_keep_the_newest_version_of_each_day_and_leave_a_settled_day_alone(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    first, second, settled = (("core-deposits", unique_ref(name)) for name in ("DAY-A", "DAY-B", "DAY-S"))
+    day, next_day = NOW.date(), NOW.date().replace(day=24)
+
+    def balance(account: SourceRef, on: date, amount: str, version: int) -> dict[str, object]:
+        return {
+            "source": account[0],
+            "account_ref": account[1],
+            "business_date": on,
+            "balance": Decimal(amount),
+            "version": version,
+        }
+
+    async with sessions.begin() as session:
+        store = ProfileStore(session)
+        assert await store.record_daily_balances([]) == set()
+        written = await store.record_daily_balances(
+            [balance(first, day, "100.50", 3), balance(second, day, "7.00", 1), balance(settled, day, "1.00", 1)]
+        )
+        assert written == {first, second, settled}
+        await store.settle_days([{**balance(settled, day, "2.00", 0), "from_snapshot": True}])
+    async with sessions.begin() as session:
+        store = ProfileStore(session)
+        written = await store.record_daily_balances(
+            [
+                balance(first, day, "90.00", 2),  # an older version of the day: kept out
+                balance(first, next_day, "80.00", 4),  # a new day
+                balance(second, day, "8.25", 2),  # a newer version of the day
+                balance(settled, day, "3.00", 9),  # the snapshot settled the day
+            ]
+        )
+        assert written == {first, second}
+    async with sessions() as session:
+        found = {
+            (row.account_ref, row.business_date): (row.balance, row.version)
+            for row in await session.execute(
+                text(
+                    "SELECT account_ref, business_date, balance, version FROM profile.daily_balances "
+                    "WHERE account_ref IN (:a, :b, :s)"
+                ),
+                {"a": first[1], "b": second[1], "s": settled[1]},
+            )
+        }
+    assert found == {
+        (first[1], day): (Decimal("100.50"), 3),
+        (first[1], next_day): (Decimal("80.00"), 4),
+        (second[1], day): (Decimal("8.25"), 2),
+        (settled[1], day): (Decimal("2.00"), 1),
+    }
