@@ -221,6 +221,25 @@ def _record_daily_balances() -> Any:
 _RECORD_DAILY_BALANCES = _record_daily_balances()
 
 
+def _insert_new(model: type[Any], ref: str) -> Any:
+    """Insert activity rows (every column, from unnested arrays) not seen before, answering the
+    `(source, ref)` of those that were new: one statement for any number of rows."""
+    table = _table(model)
+    rows = unnested(*table.c)
+    return (
+        insert(table)
+        .from_select([c.name for c in table.c], select(*rows.c))
+        .on_conflict_do_nothing()
+        .returning(table.c.source, table.c[ref])
+    )
+
+
+_INSERT_NEW = {
+    Transaction: _insert_new(Transaction, "transaction_ref"),
+    Interaction: _insert_new(Interaction, "interaction_ref"),
+}
+
+
 CHUNK = 5000
 
 #: Identity fields of a source record; erasure clears them, and the displayed value of each is the
@@ -684,15 +703,13 @@ class ProfileStore:
         self, table: type[Transaction] | type[Interaction], rows: Sequence[Mapping[str, object]]
     ) -> set[SourceRef]:
         """Insert rows not seen before; answers the `(source, ref)` keys that were new."""
-        ref = Transaction.transaction_ref if table is Transaction else Interaction.interaction_ref
-        new: set[SourceRef] = set()
-        core = _table(table)
-        for chunk in _chunks(list(rows), 1000):
-            inserted = await self.session.execute(
-                insert(core).on_conflict_do_nothing().returning(core.c.source, core.c[ref.key]), list(chunk)
-            )
-            new.update((r[0], r[1]) for r in inserted)
-        return new
+        if not rows:
+            return set()
+        columns = _table(table).c
+        inserted = await self.session.execute(
+            _INSERT_NEW[table], {f"{c.name}s": [row.get(c.name) for row in rows] for c in columns}
+        )
+        return {(r[0], r[1]) for r in inserted}
 
     async def transactions_since(self, customer_ids: Iterable[str], since: datetime) -> dict[str, list[Transaction]]:
         ids = sorted(set(customer_ids))

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from runtime.db import create_engine, session_factory
 from services.profile.domain import AccountState
+from services.profile.models import Interaction, Transaction
 from services.profile.store import ProfileStore, SourceRef
 from tests.builders import unique_ref
 
@@ -203,3 +204,62 @@ async def test_daily_balances_keep_the_newest_version_of_each_day_and_leave_a_se
         (second[1], day): (Decimal("8.25"), 2),
         (settled[1], day): (Decimal("2.00"), 1),
     }
+
+
+async def test_activity_is_kept_once_each_and_only_the_new_rows_are_answered(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    source, customer = "cards", unique_ref("C-ACT")
+
+    def posted(ref: str, amount: str) -> dict[str, object]:
+        return {
+            "source": source,
+            "transaction_ref": ref,
+            "account_ref": "CARD-1",
+            "customer_ref": "R1",
+            "customer_id": customer,
+            "amount": Decimal(amount),
+            "currency": "CNY",
+            "direction": "debit",
+            "channel": "pos",
+            "counterparty": "merchant",
+            "merchant_category": None,
+            "posted_at": NOW,
+        }
+
+    first, second, third = (unique_ref(name) for name in ("T1", "T2", "T3"))
+    contact = unique_ref("I1")
+    async with sessions.begin() as session:
+        store = ProfileStore(session)
+        assert await store.insert_new(Transaction, []) == set()
+        assert await store.insert_new(Transaction, [posted(first, "10.50"), posted(second, "2.00")]) == {
+            (source, first),
+            (source, second),
+        }
+        visit = {
+            "source": source,
+            "interaction_ref": contact,
+            "customer_ref": "R1",
+            "customer_id": customer,
+            "kind": "visit",
+            "occurred_at": NOW,
+            "satisfaction": None,
+            "rm_id": None,
+            "note": None,
+        }
+        assert await store.insert_new(Interaction, [visit]) == {(source, contact)}
+    async with sessions.begin() as session:
+        store = ProfileStore(session)
+        # A redelivered transaction (even with another amount) is not written again or answered.
+        assert await store.insert_new(Transaction, [posted(first, "99.00"), posted(third, "3.00")]) == {(source, third)}
+        assert await store.insert_new(Interaction, [visit]) == set()
+    async with sessions() as session:
+        amounts: dict[str, Decimal] = dict(
+            (
+                await session.execute(
+                    text("SELECT transaction_ref, amount FROM profile.transactions WHERE customer_id = :c"),
+                    {"c": customer},
+                )
+            ).all()
+        )
+    assert amounts == {first: Decimal("10.50"), second: Decimal("2.00"), third: Decimal("3.00")}
