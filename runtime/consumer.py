@@ -24,8 +24,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import BaseModel
-from sqlalchemy import Table, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Table
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -49,7 +48,7 @@ from contracts import (
 )
 from runtime import metrics
 from runtime.clock import Clock
-from runtime.db import transaction, unnested
+from runtime.db import insert_unnested, transaction, unnested_params
 from runtime.kafka import Headers, header
 from runtime.logging import correlation_id
 from runtime.outbox import CORRELATION_HEADER, OutboxMessage, write_outbox
@@ -161,19 +160,15 @@ class BatchContext:
 Handler = Callable[[BatchContext, Sequence[ConsumedEvent]], Awaitable[None]]
 
 
+#: The idempotency record's key, as `processed_events` columns.
+PROCESSED_KEY = ("source", "event_id")
+
+
 def _recording(table: Table) -> Any:
     """Record a batch's events as processed, answering the ones the table did not hold yet: one
-    statement taking the keys as two arrays, so it is compiled and prepared once whatever the
-    batch's size. An executemany with RETURNING goes out as a VALUES list of the batch's length,
-    a new statement for PostgreSQL and asyncpg at each new length (0.7 ms more client CPU a batch
-    of 20-300; docs/benchmarks.md)."""
-    keys = unnested("source", "event_id")
-    return (
-        pg_insert(table)
-        .from_select(["source", "event_id"], select(keys.c.source, keys.c.event_id))
-        .on_conflict_do_nothing()
-        .returning(table.c.source, table.c.event_id)
-    )
+    statement whatever the batch's size (`insert_unnested`; 0.7 ms less client CPU a batch of
+    20-300 than an executemany, docs/benchmarks.md)."""
+    return insert_unnested(table, PROCESSED_KEY).on_conflict_do_nothing().returning(table.c.source, table.c.event_id)
 
 
 class BatchConsumer:
@@ -414,7 +409,7 @@ class BatchConsumer:
 
     async def _record_processed(self, session: AsyncSession, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
         result = await session.execute(
-            self._record, {"sources": [source for source, _ in keys], "event_ids": [event for _, event in keys]}
+            self._record, unnested_params(PROCESSED_KEY, [{"source": s, "event_id": e} for s, e in keys])
         )
         return {(row.source, row.event_id) for row in result}
 

@@ -114,6 +114,21 @@ def unnested(*columns: str | Column[Any], values: Sequence[Sequence[Any]] | None
     return func.unnest(*binds).table_valued(*(name for name, _ in named)).render_derived()
 
 
+def insert_unnested(table: Table, names: Sequence[str]) -> Any:
+    """`INSERT INTO table (names...) SELECT ... FROM unnest(...)`: rows bound as one array per
+    column (`unnested`, typed by the table's columns), so one statement for any number of rows,
+    where an executemany with RETURNING goes out as a VALUES list of each batch's length. The
+    caller adds its ON CONFLICT and RETURNING; `unnested_params` binds the rows."""
+    rows = unnested(*(table.c[name] for name in names))
+    return pg_insert(table).from_select(list(names), select(*rows.c))
+
+
+def unnested_params(names: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """The arrays of an `unnested(*names)` table holding `rows`: a key a row lacks is NULL, as
+    in an executemany."""
+    return {f"{name}s": [row.get(name) for row in rows] for name in names}
+
+
 def runtime_table(metadata: MetaData, name: str) -> Table:
     """Look up one of the runtime tables by its bare name."""
     return metadata.tables[f"{metadata.schema}.{name}" if metadata.schema else name]

@@ -35,7 +35,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 
 from contracts import Product
-from runtime.db import NestedRows, OneStatementRead, one_of, unnested
+from runtime.db import NestedRows, OneStatementRead, insert_unnested, one_of, unnested, unnested_params
 from services.profile.domain import AccountState
 from services.profile.models import (
     Account,
@@ -209,8 +209,7 @@ def _record_daily_balances() -> Any:
     answering the accounts written: one statement for any number of days (an executemany with
     RETURNING goes out as a VALUES list per length)."""
     table = _table(DailyBalance)
-    days = unnested(*(table.c[name] for name in _DAILY_BALANCE_COLUMNS))
-    stmt = insert(table).from_select(list(_DAILY_BALANCE_COLUMNS), select(*days.c))
+    stmt = insert_unnested(table, _DAILY_BALANCE_COLUMNS)
     return stmt.on_conflict_do_update(
         index_elements=[DailyBalance.source, DailyBalance.account_ref, DailyBalance.business_date],
         set_={"balance": stmt.excluded.balance, "version": stmt.excluded.version},
@@ -225,10 +224,8 @@ def _insert_new(model: type[Any], ref: str) -> Any:
     """Insert activity rows (every column, from unnested arrays) not seen before, answering the
     `(source, ref)` of those that were new: one statement for any number of rows."""
     table = _table(model)
-    rows = unnested(*table.c)
     return (
-        insert(table)
-        .from_select([c.name for c in table.c], select(*rows.c))
+        insert_unnested(table, [c.name for c in table.c])
         .on_conflict_do_nothing()
         .returning(table.c.source, table.c[ref])
     )
@@ -595,9 +592,7 @@ class ProfileStore:
         """
         if not rows:
             return set()
-        written = await self.session.execute(
-            _RECORD_DAILY_BALANCES, {f"{name}s": [row[name] for row in rows] for name in _DAILY_BALANCE_COLUMNS}
-        )
+        written = await self.session.execute(_RECORD_DAILY_BALANCES, unnested_params(_DAILY_BALANCE_COLUMNS, rows))
         return {(r.source, r.account_ref) for r in written}
 
     async def running_balances(self, wanted: Sequence[tuple[str, str, date]]) -> dict[tuple[str, str, date], Decimal]:
@@ -705,10 +700,8 @@ class ProfileStore:
         """Insert rows not seen before; answers the `(source, ref)` keys that were new."""
         if not rows:
             return set()
-        columns = _table(table).c
-        inserted = await self.session.execute(
-            _INSERT_NEW[table], {f"{c.name}s": [row.get(c.name) for row in rows] for c in columns}
-        )
+        names = [c.name for c in _table(table).c]
+        inserted = await self.session.execute(_INSERT_NEW[table], unnested_params(names, rows))
         return {(r[0], r[1]) for r in inserted}
 
     async def transactions_since(self, customer_ids: Iterable[str], since: datetime) -> dict[str, list[Transaction]]:
