@@ -7,6 +7,7 @@ here once so no service copies them.
 
 from __future__ import annotations
 
+import functools
 from collections import namedtuple
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -27,11 +28,14 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    case,
+    cast,
     event,
     func,
     select,
     text,
     tuple_,
+    update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -105,22 +109,59 @@ def unnested(*columns: str | Column[Any], values: Sequence[Sequence[Any]] | None
     `<name>s`: with `values` (one sequence per column) now, else when the statement is executed.
     Joined or inserted from, it takes any number of rows with one statement text (a VALUES or
     row-value IN list is compiled and prepared anew for each length, and planned as an OR of every
-    row)."""
+    row).
+
+    An array column's values are bound as JSON (`unnest` would flatten an array of arrays into
+    one): `unnested_value` turns one back into the column's array."""
     named = [(c, Text()) if isinstance(c, str) else (c.name, c.type) for c in columns]
     binds = [
-        bindparam(f"{name}s", None if values is None else list(values[i]), type_=ARRAY(type_))
+        # One dimension: a list in a JSON column's values is a value, not a row of a nested array.
+        bindparam(f"{name}s", None if values is None else list(values[i]), type_=ARRAY(_bound(type_), dimensions=1))
         for i, (name, type_) in enumerate(named)
     ]
     return func.unnest(*binds).table_valued(*(name for name, _ in named)).render_derived()
 
 
+def _bound(type_: Any) -> Any:
+    """The type a column's values are bound as in `unnested`: an array as JSON, else its own."""
+    return JSONB() if isinstance(type_, ARRAY) else type_
+
+
+def unnested_value(column: Column[Any], value: Any) -> Any:
+    """The value for `column` from its `unnested` counterpart `value`: itself, or for an array
+    column the JSON array's elements in order (NULL for a JSON null)."""
+    if not isinstance(column.type, ARRAY):
+        return value
+    elements = func.jsonb_array_elements_text(value).table_valued("value", with_ordinality="n").render_derived()
+    items = select(elements.c.value).order_by(elements.c.n).scalar_subquery()
+    return case((func.jsonb_typeof(value) == "array", cast(func.array(items), column.type)))
+
+
 def insert_unnested(table: Table, names: Sequence[str]) -> Any:
     """`INSERT INTO table (names...) SELECT ... FROM unnest(...)`: rows bound as one array per
     column (`unnested`, typed by the table's columns), so one statement for any number of rows,
-    where an executemany with RETURNING goes out as a VALUES list of each batch's length. The
-    caller adds its ON CONFLICT and RETURNING; `unnested_params` binds the rows."""
+    where an executemany runs one execution per row (and one with RETURNING goes out as a VALUES
+    list of each batch's length). The caller adds its ON CONFLICT and RETURNING;
+    `unnested_params` binds the rows."""
     rows = unnested(*(table.c[name] for name in names))
-    return pg_insert(table).from_select(list(names), select(*rows.c))
+    return pg_insert(table).from_select(
+        list(names), select(*(unnested_value(table.c[name], rows.c[name]) for name in names))
+    )
+
+
+def update_unnested(table: Table, keys: Sequence[str], names: Sequence[str], *others: Column[Any]) -> tuple[Any, Any]:
+    """`UPDATE table SET name = u.name, ... FROM unnest(...) AS u WHERE table.key = u.key`: one
+    statement for any number of rows, where an executemany runs one execution per row. Each
+    row's `keys` must name one table row (PostgreSQL applies one of several matches). `others`
+    are more arrays, columns of no table, for the caller's own SET clauses: it gets the
+    statement and the unnested table (`rows.c.<name>`); `unnested_params` binds the rows."""
+    rows = unnested(*(table.c[name] for name in (*keys, *names)), *others)
+    statement = (
+        update(table)
+        .where(*(table.c[key] == rows.c[key] for key in keys))
+        .values({name: unnested_value(table.c[name], rows.c[name]) for name in names})
+    )
+    return statement, rows
 
 
 def unnested_params(names: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
@@ -304,12 +345,18 @@ async def upsert_rows(
     update: Sequence[str],
 ) -> None:
     """Insert `rows` (all with the same keys), updating the `update` columns where a row with the
-    same `keys` exists: one cached statement, executed as one pipelined executemany, whatever the
-    number of rows (a multi-row VALUES would compile anew for every batch size)."""
+    same `keys` exists: one statement from arrays (`insert_unnested`), whatever the number of rows.
+    Of rows with the same `keys` the last is written, as the last of an executemany's would win
+    (one INSERT ... ON CONFLICT cannot update a row twice)."""
     if not rows:
         return
-    stmt = pg_insert(table)
-    await session.execute(
-        stmt.on_conflict_do_update(index_elements=list(keys), set_={name: stmt.excluded[name] for name in update}),
-        list(rows),
-    )
+    last = {tuple(row[k] for k in keys): row for row in rows}
+    names = tuple(rows[0])
+    statement = _upsert_statement(table, names, tuple(keys), tuple(update))
+    await session.execute(statement, unnested_params(names, list(last.values())))
+
+
+@functools.lru_cache(maxsize=64)
+def _upsert_statement(table: Table, names: tuple[str, ...], keys: tuple[str, ...], update: tuple[str, ...]) -> Any:
+    stmt = insert_unnested(table, names)
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_={name: stmt.excluded[name] for name in update})

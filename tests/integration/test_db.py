@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import Column, DateTime, MetaData, Numeric, Table, Text, bindparam, func, literal, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.exc import DBAPIError
 
 from runtime.db import (
@@ -22,6 +23,7 @@ from runtime.db import (
     read_session_factory,
     session_factory,
     transaction,
+    upsert_rows,
 )
 from runtime.transient import is_transient
 
@@ -226,4 +228,64 @@ async def test_one_of_reads_the_named_rows_with_one_statement_whatever_their_num
     finally:
         async with transaction(sessions) as session:
             await session.execute(text("DROP TABLE IF EXISTS one_of_probe"))
+        await engine.dispose()
+
+
+UPSERT_PROBE = Table(
+    "upsert_probe",
+    MetaData(),
+    Column("id", Text, primary_key=True),
+    Column("amount", Numeric(24, 2)),
+    Column("at", DateTime(timezone=True)),
+    Column("flags", ARRAY(Text)),
+    Column("doc", JSONB),
+    Column("note", Text),
+)
+
+
+async def test_upsert_rows_writes_each_kind_of_column_as_given_and_the_last_of_a_repeated_key(
+    migrated_database: str,
+) -> None:
+    engine = create_engine(migrated_database, pool_size=1)
+    sessions = session_factory(engine)
+    at = datetime(2026, 3, 1, 9, 30, 0, 123456, tzinfo=UTC)
+    odd = ['a "quoted", {braced} flag', "NULL", "", "\\back"]  # what an array literal would mangle
+    given = [
+        {"id": "A", "amount": Decimal("12345678901234567890.12"), "at": at, "flags": odd, "doc": {"k": [1, "x"]}},
+        {"id": "B", "amount": Decimal("-0.50"), "at": None, "flags": [], "doc": [{"reason": "r"}]},
+        {"id": "C", "amount": None, "at": at, "flags": None, "doc": None},
+    ]
+
+    async def stored() -> dict[str, tuple[Any, ...]]:
+        async with transaction(sessions) as session:
+            rows = await session.execute(select(UPSERT_PROBE).order_by(UPSERT_PROBE.c.id))
+            return {r.id: tuple(r)[1:] for r in rows}
+
+    def upsert(rows: list[dict[str, Any]]) -> Any:
+        update = ["amount", "at", "flags", "doc"]
+        return upsert_rows(session, UPSERT_PROBE, rows, keys=["id"], update=update)
+
+    try:
+        async with transaction(sessions) as session:
+            await session.run_sync(lambda s: UPSERT_PROBE.create(s.connection(), checkfirst=True))
+            await session.execute(UPSERT_PROBE.insert(), [{"id": "B", "note": "kept"}])
+        async with transaction(sessions) as session:
+            await upsert(given)
+        assert await stored() == {
+            "A": (Decimal("12345678901234567890.12"), at, odd, {"k": [1, "x"]}, None),
+            "B": (Decimal("-0.50"), None, [], [{"reason": "r"}], "kept"),  # an update leaves other columns
+            "C": (None, at, None, None, None),
+        }
+        async with transaction(sessions) as session:
+            later = {"id": "A", "amount": Decimal("1.00"), "at": at, "flags": ["late"], "doc": {}}
+            await upsert([{**later, "flags": ["early"]}, later, {**given[2], "flags": ["c"]}])
+        after = await stored()
+        assert after["A"] == (Decimal("1.00"), at, ["late"], {}, None)  # the last of the repeated key
+        assert after["C"] == (None, at, ["c"], None, None)
+        async with transaction(sessions) as session:
+            await upsert([])  # nothing to write: no statement
+        assert await stored() == after
+    finally:
+        async with transaction(sessions) as session:
+            await session.execute(text("DROP TABLE IF EXISTS upsert_probe"))
         await engine.dispose()
