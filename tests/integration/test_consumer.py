@@ -255,6 +255,35 @@ async def _count(harness: Harness, table: Table, events: Sequence[CloudEvent]) -
         return int(result or 0)
 
 
+async def test_written_outbox_rows_keep_the_messages_order_bytes_and_headers(harness: Harness) -> None:
+    outbox = runtime_table(metadata, "outbox")
+    ref = unique_ref("ORDER")
+    messages = [
+        OutboxMessage(
+            topic=BANK_ACCOUNTS,
+            key=f"{ref}-{i % 3}",
+            event=account_balance(ref, f"{ref}-A", f"{i}.00"),
+            headers={"c360-correlation-id": f"corr-{i}"} if i % 2 else {},
+        )
+        for i in range(300)
+    ]
+    async with transaction(harness.sessions) as session:
+        await write_outbox(session, outbox, messages[:1])
+        await write_outbox(session, outbox, messages[1:])
+    async with harness.sessions() as session:
+        rows = (
+            await session.execute(
+                select(outbox.c.message_key, outbox.c.payload, outbox.c.headers)
+                .where(outbox.c.message_key.startswith(ref))
+                .order_by(outbox.c.id)
+            )
+        ).all()
+    # The relay publishes in id order: the ids follow the order the messages were written in.
+    assert [(r.message_key, r.payload, r.headers) for r in rows] == [
+        (m.key, m.event.to_bytes(), m.headers) for m in messages
+    ]
+
+
 async def test_the_relay_purges_published_rows_past_the_retention_while_it_keeps_publishing(harness: Harness) -> None:
     outbox = runtime_table(metadata, "outbox")
     relay = harness.relay(outbox, OutboxSettings(retention_hours=0, purge_interval_s=0.2, idle_poll_s=0.05))
