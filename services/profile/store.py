@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     ARRAY,
     BigInteger,
+    Column,
     Date,
     DateTime,
     String,
@@ -35,7 +37,15 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 
 from contracts import Product
-from runtime.db import NestedRows, OneStatementRead, insert_unnested, one_of, unnested, unnested_params
+from runtime.db import (
+    NestedRows,
+    OneStatementRead,
+    insert_unnested,
+    one_of,
+    unnested,
+    unnested_params,
+    update_unnested,
+)
 from services.profile.domain import AccountState
 from services.profile.models import (
     Account,
@@ -252,6 +262,35 @@ PERSONAL_FIELDS = (
     "email",
 )
 DISPLAYED_FIELDS = ("full_name", "branch_id", "birth_date", "marketing_consent")
+
+
+@functools.lru_cache(maxsize=4)
+def _save_accounts(names: tuple[str, ...]) -> Any:
+    """Upsert folded account states (`names` their fields) from arrays: one statement for any
+    number of accounts."""
+    table = _table(Account)
+    stmt = insert_unnested(table, names)
+    changed = [name for name in names if name not in ("source", "account_ref")]
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.source, table.c.account_ref],
+        set_={name: stmt.excluded[name] for name in changed} | {"updated_at": func.now()},
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _save_views(names: tuple[str, ...]) -> Any:
+    """Store computed figures (`names`, with `event_at` the newest event time behind them) from
+    arrays: one statement for any number of customers."""
+    figures = tuple(name for name in names if name != "event_at")
+    statement, rows = update_unnested(CUSTOMERS, ("customer_id",), figures, _EVENT_AT)
+    event_at = rows.c.event_at
+    return statement.values(
+        updated_at=func.now(),
+        last_event_at=func.coalesce(func.greatest(CUSTOMERS.c.last_event_at, event_at), CUSTOMERS.c.last_event_at),
+    )
+
+
+_EVENT_AT = Column("event_at", DateTime(timezone=True))
 
 
 def _pairs(pairs: Sequence[tuple[str, str]], first: str, second: str) -> Any:
@@ -564,15 +603,7 @@ class ProfileStore:
             row["product"] = state.product.value if state.product else None
             row["customer_id"] = customer_of[(state.source, state.customer_ref)]
             rows.append(row)
-        stmt = insert(_table(Account))
-        await self.session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[Account.source, Account.account_ref],
-                set_={name: stmt.excluded[name] for name in rows[0] if name not in ("source", "account_ref")}
-                | {"updated_at": func.now()},
-            ),
-            rows,
-        )
+        await self.session.execute(_save_accounts(tuple(rows[0])), unnested_params(tuple(rows[0]), rows))
 
     async def accounts_of(self, customer_ids: Iterable[str]) -> dict[str, list[AccountState]]:
         ids = sorted(set(customer_ids))
@@ -739,28 +770,15 @@ class ProfileStore:
     # -- the computed view ----------------------------------------------------------------------
 
     async def save_views(self, rows: Sequence[Mapping[str, object]]) -> None:
-        """Store each customer's computed figures in one executemany.
+        """Store each customer's computed figures in one statement, from arrays.
 
         `last_event_at` is the newest event time seen for the customer; a late event (or a
         recomputation without one, None) never moves it back.
         """
         if not rows:
             return
-        columns = [name for name in rows[0] if name not in ("customer_id", "event_at")]
-        await self.session.execute(
-            update(CUSTOMERS)
-            .where(CUSTOMERS.c.customer_id == bindparam("b_customer_id"))
-            .values(
-                {name: bindparam(f"b_{name}") for name in columns}
-                | {
-                    "updated_at": func.now(),
-                    "last_event_at": func.coalesce(
-                        func.greatest(CUSTOMERS.c.last_event_at, bindparam("b_event_at")), CUSTOMERS.c.last_event_at
-                    ),
-                }
-            ),
-            [{f"b_{name}": value for name, value in row.items()} for row in rows],
-        )
+        names = tuple(name for name in rows[0] if name != "customer_id")
+        await self.session.execute(_save_views(names), unnested_params(("customer_id", *names), rows))
 
     async def due_for_rollforward(self, today: date, limit: int) -> list[str]:
         """Live customers whose average and windows were last computed before `today`."""
