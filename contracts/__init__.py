@@ -3,7 +3,7 @@
 Depends on pydantic only. Changes only add optional fields; a breaking change is a new `.v2` type.
 """
 
-from contracts.envelope import CloudEvent
+from contracts.envelope import CloudEvent, EventHeader
 from contracts.inbound import (
     AccountBalance,
     AccountClosed,
@@ -164,6 +164,7 @@ __all__ = [
     "CustomerSplit",
     "CustomerUpserted",
     "Direction",
+    "EventHeader",
     "EventSpec",
     "FxRate",
     "IdType",

@@ -11,10 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts.types import EventId, NonEmpty, Timestamp
 
 
-class CloudEvent(BaseModel):
-    """A CloudEvents 1.0 event in structured JSON mode.
+class EventHeader(BaseModel):
+    """The attributes of a CloudEvents 1.0 event in structured JSON mode: all but its `data`.
 
-    Extension attributes (such as `correlationid`) are kept as extra top-level attributes.
+    Extension attributes (such as `correlationid`) are kept as extra top-level attributes. What
+    `contracts.parse_event` returns as an event's envelope is one of these: its data is validated
+    into the type's model in the same pass, and kept only as that model (`ParsedEvent.data`).
     """
 
     model_config = ConfigDict(frozen=True, extra="allow")
@@ -30,6 +32,14 @@ class CloudEvent(BaseModel):
     datacontenttype: Literal["application/json"] = Field(
         default="application/json", description="Media type of `data`; always `application/json`."
     )
+
+
+class CloudEvent(EventHeader):
+    """A CloudEvents 1.0 event in structured JSON mode.
+
+    Extension attributes (such as `correlationid`) are kept as extra top-level attributes.
+    """
+
     data: dict[str, Any] = Field(description="The event payload; its schema depends on `type`.")
 
     @classmethod

@@ -7,15 +7,16 @@ with a reason short enough for the `.dlq` headers; `build_event` wraps a data mo
 from __future__ import annotations
 
 import builtins
+import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal, Union
 
-from pydantic import BaseModel, ValidationError
-from pydantic_core import to_json
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model
+from pydantic_core import from_json, to_json
 
-from contracts.envelope import CloudEvent
+from contracts.envelope import CloudEvent, EventHeader
 from contracts.inbound import (
     AccountBalance,
     AccountClosed,
@@ -151,16 +152,29 @@ class InvalidEvent(ValueError):
 
 @dataclass(frozen=True)
 class ParsedEvent:
-    """A validated event: its envelope, its typed data and the spec of its type."""
+    """A validated event: its envelope's attributes, its typed data and the spec of its type.
 
-    envelope: CloudEvent
+    The envelope holds every attribute but `data`, which is only the typed model: the text the
+    event arrived as is kept for the rare caller that needs `data` as sent or the whole event."""
+
+    envelope: EventHeader
     data: BaseModel
     spec: EventSpec
+    text: str = field(repr=False, compare=False)
 
     @property
     def key(self) -> str:
         """The Kafka key the event belongs under (customer_ref, customer_id or currency)."""
         return self.spec.key_of(self.data)
+
+    def data_as_sent(self) -> dict[str, Any]:
+        """The event's `data` as plain JSON values, exactly as it arrived."""
+        data: dict[str, Any] = from_json(self.text)["data"]
+        return data
+
+    def cloud_event(self) -> CloudEvent:
+        """The whole event as it arrived, to publish again or compare."""
+        return CloudEvent.model_validate_json(self.text)
 
 
 def parse_event(raw: bytes | None, *, topic: str | None = None) -> ParsedEvent:
@@ -175,6 +189,21 @@ def parse_event(raw: bytes | None, *, topic: str | None = None) -> ParsedEvent:
     except UnicodeDecodeError as exc:
         raise InvalidEvent(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
     try:
+        # One pass: the envelope and its data, chosen by `type`, validated together in JSON mode
+        # (so numbers never pass for decimal strings). What fails it is parsed again in two
+        # steps, envelope then data, which say precisely what is wrong.
+        typed = _typed_envelopes().validate_json(text)
+    except ValidationError:
+        return _parse_in_two_steps(text, topic)
+    spec = EVENT_TYPES[typed.type]
+    if topic is not None and spec.topic != topic:
+        raise InvalidEvent(_wrong_topic(spec, topic))
+    return ParsedEvent(envelope=typed, data=typed.payload, spec=spec, text=text)
+
+
+def _parse_in_two_steps(text: str, topic: str | None) -> ParsedEvent:
+    """The envelope, then its type, topic and data, each refused with its own reason."""
+    try:
         envelope = CloudEvent.model_validate_json(text)
     except ValidationError as exc:
         raise InvalidEvent(_describe(exc)) from None
@@ -182,14 +211,37 @@ def parse_event(raw: bytes | None, *, topic: str | None = None) -> ParsedEvent:
     if spec is None:
         raise InvalidEvent(f"unknown event type {_quote(envelope.type)}")
     if topic is not None and spec.topic != topic:
-        raise InvalidEvent(f"type {spec.type} is not published on topic {_quote(topic)}")
+        raise InvalidEvent(_wrong_topic(spec, topic))
     try:
-        # The envelope's `data` was parsed as plain JSON; it is written back (in Rust, cheap)
-        # and validated in JSON mode, so numbers never pass for decimal strings.
+        # The envelope's `data` was parsed as plain JSON; it is written back and validated in
+        # JSON mode, as in the one pass.
         data = spec.model.model_validate_json(to_json(envelope.data))
     except ValidationError as exc:
         raise InvalidEvent(_describe(exc, prefix="data")) from None
-    return ParsedEvent(envelope=envelope, data=data, spec=spec)
+    return ParsedEvent(envelope=envelope, data=data, spec=spec, text=text)
+
+
+def _wrong_topic(spec: EventSpec, topic: str) -> str:
+    return f"type {spec.type} is not published on topic {_quote(topic)}"
+
+
+@functools.cache
+def _typed_envelopes() -> TypeAdapter[Any]:
+    """One envelope model per event type, its `data` (as `payload`) typed by the type's model,
+    in a union told apart by `type`: built on first use, not when the contract is imported."""
+    models = []
+    for spec in EVENT_TYPES.values():
+        tag: Any = Literal[spec.type]  # a type made at run time: one literal per event type
+        models.append(
+            create_model(
+                "Envelope_" + re.sub(r"\W", "_", spec.type),
+                __base__=EventHeader,
+                type=(tag, ...),
+                payload=(spec.model, Field(alias="data")),
+            )
+        )
+    union: Any = Annotated[Union[tuple(models)], Field(discriminator="type")]  # noqa: UP007
+    return TypeAdapter(union)
 
 
 def build_event(

@@ -40,6 +40,7 @@ from contracts import (
     INBOUND_TOPICS,
     MAX_REASON_LENGTH,
     CloudEvent,
+    EventHeader,
     InvalidEvent,
     ParsedEvent,
     build_event,
@@ -109,7 +110,7 @@ class ConsumedEvent:
     record: ConsumerRecord[bytes, bytes]
 
     @property
-    def envelope(self) -> CloudEvent:
+    def envelope(self) -> EventHeader:
         return self.parsed.envelope
 
     @property

@@ -184,7 +184,7 @@ async def post_events(
             continue
         # The request's correlation id follows each event through profile, scoring and engagement.
         headers = {CORRELATION_HEADER: correlation_id.get() or parsed.envelope.id}
-        messages.append(OutboxMessage(topic=spec.topic, key=parsed.key, event=parsed.envelope, headers=headers))
+        messages.append(OutboxMessage(topic=spec.topic, key=parsed.key, event=parsed.cloud_event(), headers=headers))
         results.append(EventResult(index=index, id=event_id, accepted=True, topic=spec.topic))
     accepted = len(messages)
     body = EventResults(accepted=accepted, refused=len(events) - accepted, results=results)

@@ -33,7 +33,7 @@ class Subject:
         """The profile as JSON to keep: the event's own `data` as it arrived when there is one
         (the same fields, and no second serialisation of a model just parsed from them)."""
         if self.cause is not None:
-            return self.cause.envelope.data
+            return self.cause.parsed.data_as_sent()
         return self.profile.model_dump(mode="json")
 
 

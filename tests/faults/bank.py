@@ -290,7 +290,7 @@ async def read_outbound(platform: FaultPlatform, topic: str, customer_ids: set[s
             for records in batch.values():
                 for record in records:
                     if (record.key or b"").decode() in customer_ids:
-                        event = parse_event(record.value, topic=topic).envelope
+                        event = parse_event(record.value, topic=topic).cloud_event()
                         unique.setdefault(event.id, event)
                         copies += 1
             ends = await reader.end_offsets(partitions)
