@@ -29,6 +29,7 @@ def sweep_job(engagement: Engagement, batch: int, interval_s: float) -> Periodic
         store = EngagementStore(ctx.session)
         due = await store.due_customers(ctx.clock.now(), batch)
         await engagement.evaluate(ctx, store, due)
+        await store.save_customers(due.values())
         return len(due) == batch
 
     return PeriodicJob(name="engagement-sweep", interval_s=interval_s, run=round_)

@@ -71,6 +71,7 @@ class EngagementHandler:
         await store.kept_profiles(rows.values())
         await self.engagement.evaluate(ctx, store, rows, signals, causes)
         await self.audiences.refresh(ctx, store, rows)
+        await store.save_customers(rows.values())
 
     @staticmethod
     def _profile(row: CustomerState, data: ProfileUpdated, event: ConsumedEvent) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import defer
 from sqlalchemy.orm.attributes import set_committed_value
 
-from runtime.db import NestedRows, OneStatementRead, one_of
+from runtime.db import NestedRows, OneStatementRead, one_of, unnested_params, update_unnested
 from services.engagement.models import (
     OPEN_STATUSES,
     OPEN_TASK,
@@ -94,6 +96,13 @@ VIEW_TASK_COLUMNS: tuple[Any, ...] = (
 )
 
 
+@functools.cache
+def _customers_update(names: tuple[str, ...]) -> Any:
+    """UPDATE the customers whose `names` changed, from arrays (`save_customers`)."""
+    statement, _ = update_unnested(_STATES, ("customer_id",), names)
+    return statement
+
+
 def _engagement_read() -> OneStatementRead:
     asked = select(bindparam("customer_id", type_=Text).label("customer_id")).subquery()
     open_tasks = NestedRows(
@@ -165,6 +174,22 @@ class EngagementStore:
         found = await self.session.execute(select(CustomerState.customer_id, CustomerState.profile).where(wanted))
         for customer_id, profile in found:
             set_committed_value(unread[customer_id], "profile", profile)
+
+    async def save_customers(self, rows: Iterable[CustomerState]) -> None:
+        """Write what changed on `rows` (locked in this transaction) from arrays, one statement for
+        the rows whose changed columns are the same, where the unit of work runs one UPDATE a row;
+        the rows written leave the session, so its flush has nothing more to do for them."""
+        groups: defaultdict[tuple[str, ...], list[CustomerState]] = defaultdict(list)
+        for row in rows:
+            state = sa_inspect(row)
+            if state.persistent and state.modified and state.committed_state:
+                # The attributes set since the row was read, as the unit of work finds them.
+                groups[tuple(sorted(state.committed_state))].append(row)
+        for names, changed_rows in sorted(groups.items()):
+            values = [{"customer_id": row.customer_id, **{n: getattr(row, n) for n in names}} for row in changed_rows]
+            await self.session.execute(_customers_update(names), unnested_params(("customer_id", *names), values))
+            for row in changed_rows:
+                self.session.expunge(row)
 
     async def list_customers(
         self,

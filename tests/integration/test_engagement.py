@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import event
 
 from runtime.consumer import BatchContext
 from runtime.db import create_engine, runtime_table, session_factory
@@ -195,3 +198,35 @@ async def test_a_batch_with_an_older_profile_and_a_tier_change_acts_on_the_profi
         kept = profile_of(row)
     assert kept is not None
     assert kept.aum_avg_30d_cny == Decimal("350000.00")
+
+
+async def test_saved_customers_are_written_from_arrays_and_left_clean_for_the_flush(service: Service) -> None:
+    ids = [unique_ref("C") for _ in range(3)]
+    now = service.clock.now()
+    async with service.store() as store:
+        rows = await store.lock_customers(ids, now, without_profile=True)
+        rows[ids[0]].tier, rows[ids[0]].risk_flags = "vip", ["dormant", "large_outflow"]
+        rows[ids[1]].tier, rows[ids[1]].flag_reasons = "mass", {"dormant": "no activity for 90 days"}
+        rows[ids[2]].churn_risk = 0.25  # a third set of changed columns; the profile stays unread
+        await store.save_customers(rows.values())
+        assert not any(row in store.session for row in rows.values())
+        statements: list[str] = []
+
+        def record(*args: Any) -> None:
+            statements.append(args[2])
+
+        engine = store.session.bind.sync_engine  # type: ignore[union-attr]
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            await store.session.flush()
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+        assert statements == []  # the commit's flush writes nothing more
+    async with service.store() as store:
+        kept = await store.lock_customers(ids, now)
+    assert [(kept[i].tier, kept[i].risk_flags, kept[i].flag_reasons, kept[i].churn_risk) for i in ids] == [
+        ("vip", ["dormant", "large_outflow"], {}, None),
+        ("mass", [], {"dormant": "no activity for 90 days"}, None),
+        (None, [], {}, 0.25),
+    ]
+    assert all(kept[i].profile is None for i in ids)
