@@ -161,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.one:
         print(RESULT_PREFIX + json.dumps(run_one(args.one, args.scale, args.rate, args.probes)), flush=True)
         return 0
+    if any("=" not in item for item in args.env):
+        parser.error("--env takes NAME=VALUE")
     env_b = dict(item.split("=", 1) for item in args.env)
     with tempfile.TemporaryDirectory(prefix="c360-ab-") as scratch:
         tree_a = ROOT
