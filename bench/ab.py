@@ -130,7 +130,7 @@ def ranges(results: list[dict[str, Any]]) -> str:
 
 
 def _shown(value: float) -> str:
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3f}"
+    return f"{value:,.0f}" if abs(value) >= 100 or value.is_integer() else f"{value:.3f}"
 
 
 def measure_side(tree: Path, env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:

@@ -28,6 +28,12 @@ def test_a_side_is_reported_as_each_figures_range_over_its_runs() -> None:
     )
 
 
+def test_counts_are_shown_whole() -> None:
+    runs = [{"task": {"n": 60, "p50": 241.0}}, {"task": {"n": 58, "p50": 302.5}}]
+
+    assert ranges(runs) == "task n 58-60; task p50 241-302"
+
+
 def test_one_run_is_one_line_for_either_mode() -> None:
     assert summary(REPLAYS[0]) == (
         "profile 2,330/s, chain 2,296/s; CPU ms an event profile 0.171 postgres 0.149 total 0.320"
