@@ -182,7 +182,7 @@ class EngagementStore:
         groups: defaultdict[tuple[str, ...], list[CustomerState]] = defaultdict(list)
         for row in rows:
             state = sa_inspect(row)
-            if state.persistent and state.modified and state.committed_state:
+            if state.persistent and state.committed_state:
                 # The attributes set since the row was read, as the unit of work finds them.
                 groups[tuple(sorted(state.committed_state))].append(row)
         for names, changed_rows in sorted(groups.items()):
