@@ -46,7 +46,7 @@ def profile_of(row: CustomerState) -> ProfileUpdated | None:
     cached: tuple[object, ProfileUpdated] | None = getattr(row, "_parsed_profile", None)
     if cached is not None and cached[0] is row.profile:
         return cached[1]
-    parsed = ProfileUpdated.model_validate(row.profile)
+    parsed = ProfileUpdated.from_stored(row.profile)
     row._parsed_profile = (row.profile, parsed)  # type: ignore[attr-defined]
     return parsed
 

@@ -199,8 +199,8 @@ def _money_only(customer: Customer, changed: set[str], today: date) -> bool:
 def _kept_activity(customer: Customer) -> Activity:
     """The activity derived and stored by an earlier recompute of this business day."""
     return Activity(
-        Behaviour.model_validate(customer.behaviour),
-        Interactions.model_validate(customer.interactions),
+        Behaviour.from_stored(customer.behaviour),
+        Interactions.from_stored(customer.interactions),
         dict(customer.tag_reasons),
         customer.customer_since,
     )

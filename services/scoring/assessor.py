@@ -41,7 +41,7 @@ def stored_subject(row: CustomerTier) -> Subject:
     """A customer as last seen, from the profile figures kept on the tier row."""
     assert row.profile is not None
     assert row.profile_at is not None
-    return Subject(ProfileUpdated.model_validate(row.profile), row.profile_at)
+    return Subject(ProfileUpdated.from_stored(row.profile), row.profile_at)
 
 
 def _published(row: PublishedScores | None) -> Scores | None:

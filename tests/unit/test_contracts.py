@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from contracts import (
     ACCOUNT_BALANCE,
@@ -330,6 +330,22 @@ def test_event_round_trips_through_bytes(type_: str) -> None:
     assert parsed.data == BUILDERS[type_]()
     assert parsed.data_as_sent() == event.data
     assert parsed.spec is EVENT_TYPES[type_]
+
+
+@pytest.mark.parametrize("type_", sorted(EVENT_TYPES))
+def test_data_kept_as_json_is_read_back_as_it_was(type_: str) -> None:
+    data = BUILDERS[type_]()
+    kept = json.loads(json.dumps(data.model_dump(mode="json")))  # what a JSONB column gives back
+
+    assert type(data).from_stored(kept) == data  # type: ignore[attr-defined]
+
+
+def test_data_kept_as_json_is_held_to_the_wire_form() -> None:
+    kept = a_profile_updated().model_dump(mode="json") | {"aum_cny": 250000.0}
+
+    with pytest.raises(ValidationError, match="aum_cny"):
+        ProfileUpdated.from_stored(kept)
+    assert ProfileUpdated.from_stored(kept | {"aum_cny": "250000.00", "added_later": 1}).aum_cny == Decimal("250000.00")
 
 
 @pytest.mark.parametrize(("type_", "key"), sorted(KEYS.items()))
