@@ -17,7 +17,7 @@ from contracts import ProfileUpdated, ScoreUpdated, TierChanged
 from runtime.consumer import BatchContext, ConsumedEvent
 from services.scoring.models import CustomerTier
 from services.scoring.policy import TierPolicy, TierState, assess
-from services.scoring.scores import ScoreModel, Scores, compute_scores, worth_publishing
+from services.scoring.scores import ScoreModel, Scores, compute_scores, reasons_json, worth_publishing
 from services.scoring.store import PublishedScores, ScoringStore
 
 
@@ -137,7 +137,7 @@ class Assessor:
             "value_score": new.value_score,
             "churn_risk": new.churn_risk,
             "risk_flags": list(new.risk_flags),
-            "reasons": [r.model_dump(mode="json") for r in new.reasons],
+            "reasons": reasons_json(new.reasons),
             "computed_at": now,
             "published_value_score": stored.published_value_score if stored else None,
             "published_churn_risk": stored.published_churn_risk if stored else None,

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, TypeAdapter, field_validator, model_validator
 
 from contracts import AccountSummary, Product, ProfileUpdated, ScoreReason
 from services.scoring.policy import cny
@@ -128,13 +129,17 @@ def _years(since: date, today: date) -> float:
     return whole + (today - anniversary).days / 365
 
 
-def _reason(score: str, factor: str, contribution: float, text: str) -> ScoreReason:
-    return ScoreReason.model_validate(
-        {"score": score, "factor": factor, "contribution": round(contribution, 3), "text": text}
-    )
+#: A reason not yet validated: the fields of a `ScoreReason`. A customer's reasons are validated
+#: together, in one call of pydantic-core (one a reason took a fifth of scoring's time).
+Draft = dict[str, Any]
+_REASONS: TypeAdapter[list[ScoreReason]] = TypeAdapter(list[ScoreReason])  # a tuple validates half as fast
 
 
-def value_reasons(profile: ProfileUpdated, model: ScoreModel, now: datetime) -> list[ScoreReason]:
+def _reason(score: str, factor: str, contribution: float, text: str) -> Draft:
+    return {"score": score, "factor": factor, "contribution": round(contribution, 3), "text": text}
+
+
+def value_reasons(profile: ProfileUpdated, model: ScoreModel, now: datetime) -> list[Draft]:
     w = model.value
     reasons = []
     average = profile.aum_avg_30d_cny
@@ -174,7 +179,7 @@ def value_reasons(profile: ProfileUpdated, model: ScoreModel, now: datetime) -> 
     return reasons
 
 
-def churn_reasons(profile: ProfileUpdated, model: ScoreModel, now: datetime) -> list[ScoreReason]:
+def churn_reasons(profile: ProfileUpdated, model: ScoreModel, now: datetime) -> list[Draft]:
     w = model.churn
     reasons = []
     behaviour = profile.behaviour
@@ -217,7 +222,7 @@ def _closed_within(account: AccountSummary, today: date, days: int) -> bool:
     return account.closed_on is not None and (today - account.closed_on).days <= days
 
 
-def risk_flags(profile: ProfileUpdated, model: ScoreModel, now: datetime) -> list[ScoreReason]:
+def risk_flags(profile: ProfileUpdated, model: ScoreModel, now: datetime) -> list[Draft]:
     """Flags to act on, each with its reason (contribution 0: flags are not scores)."""
     flags: dict[str, str] = {}
     card_owed = ZERO
@@ -251,14 +256,20 @@ def compute_scores(profile: ProfileUpdated, model: ScoreModel, now: datetime) ->
     value = value_reasons(profile, model, now)
     churn = churn_reasons(profile, model, now)
     flags = risk_flags(profile, model, now)
-    value_score = max(0, min(100, round(sum(r.contribution for r in value))))
-    churn_risk = max(0.0, min(1.0, round(sum(r.contribution for r in churn), 2)))
+    value_score = max(0, min(100, round(sum(r["contribution"] for r in value))))
+    churn_risk = max(0.0, min(1.0, round(sum(r["contribution"] for r in churn), 2)))
     return Scores(
         value_score=value_score,
         churn_risk=churn_risk,
-        risk_flags=tuple(r.factor for r in flags),
-        reasons=tuple(value + churn + flags),
+        risk_flags=tuple(r["factor"] for r in flags),
+        reasons=tuple(_REASONS.validate_python(value + churn + flags)),
     )
+
+
+def reasons_json(reasons: tuple[ScoreReason, ...]) -> list[dict[str, Any]]:
+    """The reasons as JSON values, to keep: one call of pydantic-core for them all."""
+    found: list[dict[str, Any]] = _REASONS.dump_python(list(reasons), mode="json")
+    return found
 
 
 def worth_publishing(model: ScoreModel, last: Scores | None, new: Scores) -> bool:
