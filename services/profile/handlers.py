@@ -2,9 +2,9 @@
 
 A batch is folded in memory and written with a few batched statements, in this order:
 identity (source records, then matching and merges), FX rates, accounts with their daily
-balance history and snapshot reconciliation, transactions, interactions, source freshness.
-Every customer whose view changed is then recomputed once and gets exactly one
-`c360.profile.updated.v1` for the batch.
+balance history and snapshot reconciliation, transactions, interactions. Every customer whose
+view changed is then recomputed once and gets exactly one `c360.profile.updated.v1` for the
+batch; the sources' freshness is written last.
 """
 
 from __future__ import annotations
@@ -110,13 +110,14 @@ class ProfileHandler:
             if links[ref] in created:
                 changes.touch(links[ref], "identity", event)
         await self._apply_identity(ctx, store, newest, identities, links, changes)
-        erased = await store.erased_customers(links.values())
         await self._apply_rates(store, events, changes)
         await self._apply_accounts(store, events, links, changes)
-        await self._apply_activity(store, events, links, erased, changes)
-        await store.record_freshness(_freshness(events), ctx.clock.now())
+        await self._apply_activity(store, events, links, changes)
         if changes.what:
             await self.views.recompute(ctx, store, changes.what, causes=changes.causes, event_times=changes.event_times)
+        # Last: every batch updates its sources' rows, so the row locks are held from here to the
+        # commit, and a batch of another instance with the same source waits until then.
+        await store.record_freshness(_freshness(events), ctx.clock.now())
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -431,10 +432,10 @@ class ProfileHandler:
         store: ProfileStore,
         events: Sequence[ConsumedEvent],
         links: dict[SourceRef, str],
-        erased: set[str],
         changes: Changes,
     ) -> None:
-        """Keep transactions and interactions (once each) for behaviour windows and the timeline."""
+        """Keep transactions and interactions (once each) for behaviour windows and the timeline;
+        an erased customer's interactions without their notes."""
         transactions: dict[SourceRef, tuple[dict[str, object], ConsumedEvent]] = {}
         interactions: dict[SourceRef, tuple[dict[str, object], ConsumedEvent]] = {}
         for event in events:
@@ -450,9 +451,12 @@ class ProfileHandler:
                 row = data.model_dump(mode="python") | {"source": source}
                 row["customer_id"] = links[(source, data.customer_ref)]
                 row["kind"] = str(row["kind"])
+                interactions[(source, data.interaction_ref)] = (row, event)
+        if interactions:  # asked only then: a round trip fewer for a batch without any
+            erased = await store.erased_customers(str(row["customer_id"]) for row, _ in interactions.values())
+            for row, _ in interactions.values():
                 if row["customer_id"] in erased:
                     row["note"] = None
-                interactions[(source, data.interaction_ref)] = (row, event)
         for found, what in ((transactions, "transactions"), (interactions, "interactions")):
             if not found:
                 continue

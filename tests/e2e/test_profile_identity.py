@@ -277,16 +277,24 @@ async def test_an_erased_customer_has_no_personal_data_left_in_the_profile_schem
         cid = view["customer_id"]
         erased = client.delete(f"/internal/customers/{cid}", params={"actor": "dpo"})
         assert erased.status_code == 200, erased.text
-        # The source keeps sending; nothing personal is stored again.
+        # The sources keep sending; nothing personal is stored again, an interaction's note neither.
         later = datetime.now(UTC) + timedelta(seconds=1)
         await produce(
-            topics, [(BANK_CUSTOMERS, customer_upserted(ref, id_number=number, full_name="Sun Li", at=later))]
+            topics,
+            [
+                (BANK_CUSTOMERS, customer_upserted(ref, id_number=number, full_name="Sun Li", at=later)),
+                (
+                    BANK_INTERACTIONS,
+                    interaction_recorded(ref, InteractionKind.COMPLAINT, note="Sun Li again", occurred_at=later),
+                ),
+            ],
         )
         after = poll(
             lambda: by_ref(client, "core-deposits", ref),
             lambda r: (
                 r.json()["source_records"][0]["record_time"] is not None
                 and datetime.fromisoformat(r.json()["source_records"][0]["record_time"]) >= later
+                and (r.json()["interactions"] or {}).get("open_complaints") == 2
             ),
         )
     assert after["aum_cny"] == "4200.00"  # anonymous figures stay
@@ -328,7 +336,7 @@ async def test_an_erased_customer_has_no_personal_data_left_in_the_profile_schem
     assert tuple(customer) == (None, None, None)
     assert records
     assert all(value is None for row in records for value in row)
-    assert notes
+    assert len(notes) == 2
     assert all(row.note is None for row in notes)
     assert leaks == 0
 
