@@ -130,7 +130,8 @@ def _years(since: date, today: date) -> float:
 
 
 #: A reason not yet validated: the fields of a `ScoreReason`. A customer's reasons are validated
-#: together, in one call of pydantic-core (one a reason took a fifth of scoring's time).
+#: together, in one call of pydantic-core (a call to validate each and one to dump it took 14% of
+#: scoring's CPU at 1,000 events/s).
 Draft = dict[str, Any]
 _REASONS: TypeAdapter[list[ScoreReason]] = TypeAdapter(list[ScoreReason])  # a tuple validates half as fast
 
