@@ -41,8 +41,17 @@ class ContractModel(BaseModel):
         """The model of a value kept as JSON (a JSONB column holds the wire form, amounts and
         times as strings), checked as the wire is: inside pydantic-core, where the check of the
         same dict in Python mode calls Python for every amount and took twice as long for a kept
-        profile (docs/benchmarks.md)."""
-        return cls.model_validate_json(to_json(stored))
+        profile (docs/benchmarks.md). `stored` is the column's value as read, or `JsonText`."""
+        return cls.model_validate_json(stored if isinstance(stored, JsonText) else to_json(stored))
+
+
+class JsonText(str):
+    """A value already written as JSON text, such as an event's `data` as it arrived
+    (`ParsedEvent.data_text`). A JSON column takes it as it is (`runtime.db`), where a dict is
+    dumped, and `ContractModel.from_stored` validates it as it is: a value passed on, as consumers
+    keep the profile they were sent, is then neither parsed into a dict nor written again."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True)

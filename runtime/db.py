@@ -44,6 +44,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.util import greenlet_spawn
 
+from contracts import JsonText
 from runtime.settings import to_async_url
 
 NAMING_CONVENTION = {
@@ -213,6 +214,9 @@ def _refuse_closed_connection(dbapi_connection: Any, connection_record: Any, con
 
 
 def _json_text(value: Any) -> str:
+    """A JSON column's value as text: `JsonText` is JSON already and written as it is."""
+    if isinstance(value, JsonText):
+        return value
     return to_json(value).decode()
 
 

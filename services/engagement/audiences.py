@@ -24,7 +24,7 @@ from services.engagement.campaigns import (
     campaign_proposal,
     campaign_settings,
 )
-from services.engagement.engine import Engagement, facts_of
+from services.engagement.engine import Engagement, facts_of, profile_of
 from services.engagement.models import Campaign, CustomerState, Segment
 from services.engagement.policy import Suppressed, arbitrate
 from services.engagement.segments import Rule, Subject, parse_rule, subject_of
@@ -38,7 +38,7 @@ class Parsed:
 
 
 def subject(row: CustomerState) -> Subject:
-    return subject_of(facts_of(row, {}), row.profile, row.value_score)
+    return subject_of(facts_of(row, {}), profile_of(row), row.value_score)
 
 
 def action_of(campaign: Campaign) -> CampaignAction:

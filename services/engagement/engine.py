@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from contracts import TASK_CREATED, TASK_UPDATED, ProfileUpdated, TaskEvent, TaskStatus
+from contracts import TASK_CREATED, TASK_UPDATED, JsonText, ProfileUpdated, TaskEvent, TaskStatus
 from runtime.consumer import BatchContext, ConsumedEvent
 from services.engagement.models import CustomerState, Task
 from services.engagement.policy import Suppressed, arbitrate, choose_manager, keeps
@@ -51,9 +51,10 @@ def profile_of(row: CustomerState) -> ProfileUpdated | None:
     return parsed
 
 
-def keep_profile(row: CustomerState, profile: ProfileUpdated, as_received: dict[str, Any]) -> None:
-    """Store a profile from an event as it arrived (its `data`, so the model just parsed from it
-    is not serialised again), keeping the parsed model so `profile_of` need not parse it."""
+def keep_profile(row: CustomerState, profile: ProfileUpdated, as_received: JsonText) -> None:
+    """Store a profile from an event as it arrived (its `data` as JSON text, so the model just
+    parsed from it is not serialised again), keeping the parsed model so `profile_of` need not
+    parse it. Read through `profile_of`: the kept value is that text until the row is read again."""
     row.profile = as_received
     row._parsed_profile = (row.profile, profile)  # type: ignore[attr-defined]
 

@@ -78,7 +78,7 @@ class EngagementHandler:
         at = event.envelope.time
         if row.profile_at is not None and at < row.profile_at:
             return  # an older view than the one kept
-        keep_profile(row, data, event.parsed.data_as_sent())
+        keep_profile(row, data, event.parsed.data_text())
         row.profile_at = at
         row.branch_id = data.branch_id or row.branch_id
         row.marketing_consent = data.marketing_consent

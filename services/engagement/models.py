@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, Boolean, Date, DateTime, Float, Index, Intege
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from contracts import JsonText
 from runtime.db import service_metadata
 
 SCHEMA = "engagement"
@@ -76,7 +77,9 @@ class CustomerState(Base):
     branch_id: Mapped[str | None] = mapped_column(Text)
     marketing_consent: Mapped[bool | None] = mapped_column(Boolean)
     birth_date: Mapped[date | None] = mapped_column(Date)
-    profile: Mapped[dict[str, Any] | None] = mapped_column(JSONB, comment="The newest profile.updated data.")
+    # As read, the JSON; once a batch keeps a newer one, the text it arrived as (`keep_profile`):
+    # read it through `engine.profile_of`.
+    profile: Mapped[dict[str, Any] | JsonText | None] = mapped_column(JSONB, comment="The newest profile.updated data.")
     profile_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     value_score: Mapped[int | None] = mapped_column(Integer)
     churn_risk: Mapped[float | None] = mapped_column(Float)

@@ -20,7 +20,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from contracts import Product
+from contracts import Product, ProfileUpdated
 from services.engagement.rules import Facts
 
 MAX_DEPTH = 8
@@ -290,12 +290,9 @@ def _value(raw: object, kind: Kind, path: str) -> Value:
     return number
 
 
-def subject_of(facts: Facts, profile: Mapping[str, Any] | None, value_score: int | None) -> Subject:
+def subject_of(facts: Facts, profile: ProfileUpdated | None, value_score: int | None) -> Subject:
     """The subject for `facts`, with the profile's liabilities and open products."""
-    holdings: frozenset[str] = frozenset()
-    liabilities = None
-    if profile:
-        holdings = frozenset(p for p, n in (profile.get("product_holdings") or {}).items() if n)
-        if profile.get("liabilities_cny") is not None:
-            liabilities = Decimal(str(profile["liabilities_cny"]))
-    return Subject(facts, liabilities, value_score, holdings)
+    if profile is None:
+        return Subject(facts, None, value_score, frozenset())
+    holdings = frozenset(product.value for product, count in profile.product_holdings.items() if count)
+    return Subject(facts, profile.liabilities_cny, value_score, holdings)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from contracts import ProfileUpdated, ScoreUpdated, TierChanged
+from contracts import JsonText, ProfileUpdated, ScoreUpdated, TierChanged
 from runtime.consumer import BatchContext, ConsumedEvent
 from services.scoring.models import CustomerTier
 from services.scoring.policy import TierPolicy, TierState, assess
@@ -29,11 +29,11 @@ class Subject:
     profile_at: datetime
     cause: ConsumedEvent | None = None
 
-    def profile_json(self) -> dict[str, Any]:
-        """The profile as JSON to keep: the event's own `data` as it arrived when there is one
-        (the same fields, and no second serialisation of a model just parsed from them)."""
+    def profile_json(self) -> JsonText | dict[str, Any]:
+        """The profile as JSON to keep: the event's own `data` as the text it arrived as when
+        there is one (the same fields, neither parsed into dicts nor written again)."""
         if self.cause is not None:
-            return self.cause.parsed.data_as_sent()
+            return self.cause.parsed.data_text()
         return self.profile.model_dump(mode="json")
 
 

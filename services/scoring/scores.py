@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, TypeAdapter, field_validator, model_validator
 
-from contracts import AccountSummary, Product, ProfileUpdated, ScoreReason
+from contracts import AccountSummary, JsonText, Product, ProfileUpdated, ScoreReason
 from services.scoring.policy import cny
 
 DEFAULT_SCORE_MODEL_FILE = Path(__file__).with_name("score_model.yaml")
@@ -267,10 +267,9 @@ def compute_scores(profile: ProfileUpdated, model: ScoreModel, now: datetime) ->
     )
 
 
-def reasons_json(reasons: tuple[ScoreReason, ...]) -> list[dict[str, Any]]:
-    """The reasons as JSON values, to keep: one call of pydantic-core for them all."""
-    found: list[dict[str, Any]] = _REASONS.dump_python(list(reasons), mode="json")
-    return found
+def reasons_json(reasons: tuple[ScoreReason, ...]) -> JsonText:
+    """The reasons as the JSON text to keep: one call of pydantic-core writes them all."""
+    return JsonText(_REASONS.dump_json(list(reasons)).decode())
 
 
 def worth_publishing(model: ScoreModel, last: Scores | None, new: Scores) -> bool:

@@ -186,7 +186,10 @@ async def test_the_one_open_task_rule_holds_on_a_connection_past_postgres_generi
 async def test_a_batch_with_an_older_profile_and_a_tier_change_acts_on_the_profile_kept(service: Service) -> None:
     cid = unique_ref("C")
     now = service.clock.now()
-    await service.consume(profile_updated(cid, "350000.00", at=now))
+    sent = profile_updated(cid, "350000.00", at=now)
+    await service.consume(sent)
+    async with service.store() as store:
+        assert (await store.lock_customers([cid], now))[cid].profile == sent.data  # kept as it was sent
     # The batch reads no kept profile up front: this one's profile is older, so the kept one is
     # read for the rules and stays.
     late = await service.consume(

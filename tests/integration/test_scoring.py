@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import pytest
 from pydantic import BaseModel
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from contracts import C360_PROFILES, CloudEvent, CustomerErased, CustomerMerged, ScoreUpdated, TierChanged, build_event
@@ -24,6 +25,7 @@ from runtime.outbox import OutboxMessage
 from services.scoring.app import grace_job
 from services.scoring.assessor import Assessor
 from services.scoring.handlers import ScoringHandler
+from services.scoring.models import CustomerScore
 from services.scoring.policy import load_policy
 from services.scoring.rescore import RescoreProgress, rescore, rescore_job
 from services.scoring.scores import load_score_model
@@ -194,6 +196,18 @@ async def test_the_standing_answers_for_the_survivor_with_its_tier_and_scores_in
         score.reasons,
     )
     assert (nothing.customer_id, nothing.tier_of, nothing.scores_of) == (unknown, None, None)
+
+
+async def test_the_profile_is_kept_as_it_was_sent_and_the_reasons_as_published(scoring: Scoring) -> None:
+    cid = unique_ref("C")
+    sent = profile_updated(cid, "350000.00", at=scoring.clock.now(), tags=["payroll"])
+    [score] = of(await scoring.consume(sent), cid, ScoreUpdated)
+    async with scoring.store() as store:
+        tier = await store.tier(cid)
+        reasons = await store.session.scalar(select(CustomerScore.reasons).where(CustomerScore.customer_id == cid))
+    assert tier is not None
+    assert tier.profile == sent.data
+    assert reasons == [reason.model_dump(mode="json") for reason in score.reasons]
 
 
 async def test_erasure_drops_the_birth_date_and_keeps_the_figures(scoring: Scoring) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from contracts import ProfileUpdated
 from services.engagement.campaigns import (
     CAMPAIGN_CONTACT,
     Allowance,
@@ -18,6 +19,7 @@ from services.engagement.campaigns import (
 )
 from services.engagement.rules import Facts, load_catalogue
 from services.engagement.segments import RuleError, Subject, parse_rule, subject_of
+from tests.builders import profile_updated
 
 TODAY = date(2026, 11, 23)
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -142,11 +144,17 @@ def test_depth_and_size_are_bounded() -> None:
 
 
 def test_subject_reads_liabilities_and_open_products_from_the_stored_profile() -> None:
-    profile = {"liabilities_cny": "1200.50", "product_holdings": {"mortgage": 1, "fund": 0}}
-    subject = subject_of(Facts(customer_id="C1"), profile, 80)
+    stored = {
+        **profile_updated("C1", "1000.00").data,
+        "liabilities_cny": "1200.50",
+        "product_holdings": {"mortgage": 1, "fund": 0},
+    }
+    subject = subject_of(Facts(customer_id="C1"), ProfileUpdated.from_stored(stored), 80)
     assert subject.liabilities_cny == Decimal("1200.50")
     assert subject.holdings == {"mortgage"}
     assert subject.value_score == 80
+    unknown = subject_of(Facts(customer_id="C2"), None, None)
+    assert (unknown.liabilities_cny, unknown.holdings, unknown.value_score) == (None, frozenset(), None)
 
 
 def test_daily_and_branch_caps_leave_the_rest_waiting() -> None:
