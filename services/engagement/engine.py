@@ -10,12 +10,14 @@ reason, and note when a time-based rule may next fire.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from contracts import TASK_CREATED, TASK_UPDATED, JsonText, ProfileUpdated, TaskEvent, TaskStatus
 from runtime.consumer import BatchContext, ConsumedEvent
 from services.engagement.models import CustomerState, Task
+from services.engagement.policy import Manager as RosterEntry
 from services.engagement.policy import Suppressed, arbitrate, choose_manager, keeps
 from services.engagement.rules import Catalogue, Facts, Signals
 from services.engagement.store import EngagementStore, entry
@@ -88,6 +90,32 @@ def facts_of(row: CustomerState, last_created: Mapping[str, datetime]) -> Facts:
     )
 
 
+class Rosters:
+    """The rosters a transaction has read (and locked), by branch and grade, with the loads kept
+    current as it assigns customers: a batch reads each roster once, where every customer waiting
+    for an RM read its roster (and the RMs' loads) again, two statements each, although no RM
+    could take them (without RMs, as in the benchmarks, 5% of engagement's CPU at 1,000 events/s).
+    The locks keep the loads true until the commit: another instance assigning from a roster
+    waits for them."""
+
+    def __init__(self, store: EngagementStore) -> None:
+        self.store = store
+        self._read: dict[tuple[str | None, str], list[RosterEntry]] = {}
+
+    async def of(self, branch_id: str | None, grade: str) -> list[RosterEntry]:
+        key = (branch_id, grade)
+        if key not in self._read:
+            self._read[key] = await self.store.roster(branch_id, grade)
+        return self._read[key]
+
+    def moved(self, from_rm: str | None, to_rm: str | None) -> None:
+        """A customer moved from one RM to another (either may be None): the loads follow."""
+        for roster in self._read.values():
+            for i, manager in enumerate(roster):
+                if manager.rm_id in (from_rm, to_rm):
+                    roster[i] = replace(manager, load=manager.load + (1 if manager.rm_id == to_rm else -1))
+
+
 class Engagement:
     def __init__(self, catalogue: Catalogue) -> None:
         self.catalogue = catalogue
@@ -110,11 +138,12 @@ class Engagement:
             return
         now = ctx.clock.now()
         history = await store.history(live, now)
+        rosters = Rosters(store)
         suppressions: list[tuple[str, Suppressed]] = []
         for cid in sorted(live):
             row = live[cid]
             cause = (causes or {}).get(cid)
-            await self.assign(ctx, store, row, now, cause)
+            await self.assign(ctx, store, row, now, cause, rosters)
             if "service_recovery" in history[cid].policy.open_actions:
                 await self._close_resolved(ctx, store, row, now, cause)
             facts = facts_of(row, history[cid].last_created)
@@ -144,19 +173,28 @@ class Engagement:
         await store.record_suppressions(suppressions, now)
 
     async def assign(
-        self, ctx: BatchContext, store: EngagementStore, row: CustomerState, now: datetime, cause: ConsumedEvent | None
+        self,
+        ctx: BatchContext,
+        store: EngagementStore,
+        row: CustomerState,
+        now: datetime,
+        cause: ConsumedEvent | None,
+        rosters: Rosters | None = None,
     ) -> None:
-        """Give the customer the RM the tier needs (sticky while it fits); open tasks follow."""
+        """Give the customer the RM the tier needs (sticky while it fits); open tasks follow.
+        `rosters` are the ones already read in this transaction (by default, read afresh)."""
         grade = self.catalogue.tier_grades.get(row.tier or "")
         current = await store.manager(row.rm_id) if row.rm_id else None
         current_entry = entry(current) if current is not None else None
         if (grade is None and row.rm_id is None) or keeps(current_entry, grade):
             return  # nothing to change: the roster is left unlocked
-        roster = [] if grade is None else await store.roster(row.branch_id, grade)
+        rosters = rosters or Rosters(store)
+        roster = [] if grade is None else await rosters.of(row.branch_id, grade)
         chosen = choose_manager(current_entry, grade, row.branch_id, roster)
         rm_id = chosen.rm_id if chosen is not None else None
         if rm_id == row.rm_id:
             return
+        rosters.moved(row.rm_id, rm_id)
         row.rm_id = rm_id
         row.updated_at = now
         await store.session.flush()  # the next customer's choice sees this one's load

@@ -78,6 +78,40 @@ async def test_entering_vip_makes_one_welcome_assigned_to_the_least_loaded_rm_of
     assert customer.rm_id == f"{branch}-top"
 
 
+async def test_one_batch_fills_the_rms_least_loaded_first_and_queues_the_rest_reading_the_roster_once(
+    service: Service,
+) -> None:
+    branch = unique_ref("BR")
+    async with service.store() as store:
+        for rm_id, capacity in (("a", 2), ("b", 1)):
+            manager = {"rm_id": f"{branch}-{rm_id}", "name": rm_id, "grade": "wealth_manager", "branch_id": branch}
+            await store.save_manager(manager | {"capacity": capacity, "active": True, "updated_at": START})
+    prefix = unique_ref("C")
+    ids = [f"{prefix}-{n}" for n in range(5)]  # in id order, as the batch assigns them
+    now = service.clock.now()
+    batch = [
+        e
+        for cid in ids
+        for e in (profile_updated(cid, "350000.00", at=now, branch_id=branch), tier_changed(cid, None, "vip", now))
+    ]
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(args[2])
+
+    engine = service.sessions.kw["bind"].sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        await service.consume(*batch)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    async with service.store() as store:
+        rows = await store.lock_customers(ids, now)
+    # a: 0 of 2, b: 0 of 1 -> a; then b (empty) -> b; then a (1 of 2) -> a; then nobody has room.
+    assert [rows[cid].rm_id for cid in ids] == [f"{branch}-a", f"{branch}-b", f"{branch}-a", None, None]
+    assert len([s for s in statements if "FROM engagement.managers" in s and "FOR UPDATE" in s]) == 1
+
+
 async def test_a_customer_without_consent_gets_service_tasks_but_no_marketing(service: Service) -> None:
     cid = unique_ref("C")
     now = service.clock.now()
