@@ -12,6 +12,7 @@ stops a partition. Transient failures (database or broker away) are retried with
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -19,11 +20,11 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel
 from sqlalchemy import Table
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -96,10 +97,25 @@ def from_the_future(parsed: ParsedEvent, now: datetime, skew: timedelta) -> str 
     if parsed.envelope.time > limit:
         return f"time: in the future (more than {skew} ahead of the consumer's clock)"
     if parsed.spec.topic in INBOUND_TOPICS:
-        for name, value in parsed.data:
-            if isinstance(value, datetime) and value > limit:
+        for name in instant_fields(type(parsed.data)):
+            value = getattr(parsed.data, name)
+            if value is not None and value > limit:
                 return f"data.{name}: in the future (more than {skew} ahead of the consumer's clock)"
     return None
+
+
+@functools.cache
+def instant_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of `model` that hold an instant (a datetime, possibly None), from its
+    annotations: looked up once a model, where every event's data was walked field by field
+    (1.7% of profile's CPU)."""
+    return tuple(name for name, info in model.model_fields.items() if _holds_instant(info.annotation))
+
+
+def _holds_instant(annotation: Any) -> bool:
+    if isinstance(annotation, type):
+        return issubclass(annotation, datetime) or annotation is AwareDatetime
+    return any(_holds_instant(arg) for arg in get_args(annotation))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import contextlib
 import functools
 import logging
 import zlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -193,8 +194,9 @@ class OutboxRelay:
                 backlog = await session.scalar(select(func.count()).where(t.c.published_at.is_(None))) or 0
         metrics.OUTBOX_BACKLOG.set(backlog)
         now = datetime.now(UTC)
+        for topic, count in Counter(row.topic for row in rows).items():
+            metrics.OUTBOX_PUBLISHED.labels(topic=topic).inc(count)
         for row in rows:
-            metrics.OUTBOX_PUBLISHED.labels(topic=row.topic).inc()
             metrics.OUTBOX_PUBLISH_SECONDS.observe(max(0.0, (now - row.created_at).total_seconds()))
         return len(rows)
 

@@ -72,6 +72,7 @@ from contracts import (
     dlq_topic,
     parse_event,
 )
+from runtime.consumer import instant_fields
 
 BEIJING = timezone(timedelta(hours=8))
 AT = datetime(2026, 11, 22, 9, 30, tzinfo=BEIJING)
@@ -370,6 +371,28 @@ def test_data_kept_as_json_text_is_read_back_as_the_wire_is() -> None:
     assert ProfileUpdated.from_stored(text) == profile
     with pytest.raises(ValidationError, match="aum_cny"):
         ProfileUpdated.from_stored(JsonText(text.replace('"aum_cny":"', '"aum_cny":1,"x":"')))
+
+
+@pytest.mark.parametrize("type_", sorted(EVENT_TYPES))
+def test_the_instant_fields_are_the_datetimes_of_the_data(type_: str) -> None:
+    data = BUILDERS[type_]()
+    found = instant_fields(type(data))
+
+    assert {name for name, value in data if isinstance(value, datetime)} <= set(found)
+    assert all(isinstance(getattr(data, name), datetime | None) for name in found)
+
+
+def test_every_inbound_instant_is_checked_against_the_clock() -> None:
+    assert {t: instant_fields(EVENT_TYPES[t].model) for t in EVENT_TYPES if EVENT_TYPES[t].topic in INBOUND_TOPICS} == {
+        CUSTOMER_UPSERTED: (),
+        ACCOUNT_OPENED: (),
+        ACCOUNT_BALANCE: ("as_of",),
+        ACCOUNT_CLOSED: (),
+        ACCOUNT_SNAPSHOT: (),
+        TRANSACTION_POSTED: ("posted_at",),
+        INTERACTION_RECORDED: ("occurred_at",),
+        FX_RATE: ("as_of",),
+    }
 
 
 @pytest.mark.parametrize(("type_", "key"), sorted(KEYS.items()))
