@@ -16,6 +16,7 @@ from runtime.service import ReadSessionDep, RuntimeDep, SessionDep
 from services.scoring.assessor import Assessor
 from services.scoring.models import CustomerScore, CustomerTier
 from services.scoring.policy import TierPolicy, TierState, watch_ends
+from services.scoring.scores import kept_reasons
 from services.scoring.store import DistributionRow, ScoringStore, standing_row
 
 router = APIRouter(prefix="/internal", tags=["tiers and scores"])
@@ -121,7 +122,7 @@ def _scores_view(answered: str, row: CustomerScore | Any) -> ScoresView:
         value_score=row.value_score,
         churn_risk=row.churn_risk,
         risk_flags=list(row.risk_flags),
-        reasons=[ScoreReason.model_validate(r) for r in row.reasons],
+        reasons=kept_reasons(row.reasons),
         computed_at=row.computed_at,
     )
 
