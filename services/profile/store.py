@@ -1055,7 +1055,7 @@ def _account_state(row: Sequence[Any]) -> AccountState:
     """A row that begins with the `ACCOUNT_STATE` columns, as the domain sees it. The columns are
     the dataclass's fields in its order, so the row is handed over by position: by name (14
     attribute reads of the row, a keyword call and `Product(value)`) it took 9.6 us an account,
-    by position 2 (docs/benchmarks.md)."""
+    by position 2.6 (docs/benchmarks.md)."""
     values = list(row[: len(_STATE_FIELDS)])
     product = values[_PRODUCT_AT]
     values[_PRODUCT_AT] = _PRODUCTS[product] if product else None
