@@ -112,6 +112,33 @@ async def test_one_batch_fills_the_rms_least_loaded_first_and_queues_the_rest_re
     assert len([s for s in statements if "FROM engagement.managers" in s and "FOR UPDATE" in s]) == 1
 
 
+async def test_an_rm_freed_in_a_batch_takes_the_next_customer_of_that_batch_from_the_roster_it_read(
+    service: Service,
+) -> None:
+    branch = unique_ref("BR")
+    async with service.store() as store:
+        for rm_id, grade in (("a", "wealth_manager"), ("s", "senior_wealth_manager")):
+            manager = {"rm_id": f"{branch}-{rm_id}", "name": rm_id, "grade": grade, "branch_id": branch}
+            await store.save_manager(manager | {"capacity": 1, "active": True, "updated_at": START})
+    prefix = unique_ref("C")
+    waiting, moving, later = (f"{prefix}-{n}" for n in range(3))  # the order the batch assigns them in
+    now = service.clock.now()
+    await service.consume(
+        profile_updated(moving, "350000.00", at=now, branch_id=branch), tier_changed(moving, None, "vip", now)
+    )
+    # `waiting` finds a's roster full, then `moving` goes up to s and frees a for `later`.
+    await service.consume(
+        profile_updated(waiting, "350000.00", at=now, branch_id=branch),
+        tier_changed(waiting, None, "vip", now),
+        tier_changed(moving, "vip", "wealth", now),
+        profile_updated(later, "350000.00", at=now, branch_id=branch),
+        tier_changed(later, None, "vip", now),
+    )
+    async with service.store() as store:
+        rows = await store.lock_customers([waiting, moving, later], now)
+    assert [rows[cid].rm_id for cid in (waiting, moving, later)] == [None, f"{branch}-s", f"{branch}-a"]
+
+
 async def test_a_customer_without_consent_gets_service_tasks_but_no_marketing(service: Service) -> None:
     cid = unique_ref("C")
     now = service.clock.now()
